@@ -1,0 +1,55 @@
+"""Shared fixtures: where the golden reference data and the sample datasets live.
+
+The reference data is produced by the real MMPose 1.3.2 and lives outside the
+repository, in ``../shared`` next to the checkout (override with the
+``KERASPOSE_SHARED`` environment variable). Tests that need it fail with a
+clear message when it is missing rather than being skipped: a skipped parity
+test would look like a passing one.
+"""
+
+import os
+from pathlib import Path
+
+import keras
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    env = os.environ.get("KERASPOSE_SHARED")
+    return Path(env) if env else REPO_ROOT.parent / "shared"
+
+
+SHARED = _shared_dir()
+REFERENCE = SHARED / "reference"
+DATA = SHARED / "data"
+WEIGHTS = SHARED / "weights"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(
+            f"reference data not found at {path}. Put the project's shared/ folder "
+            "next to the checkout or set KERASPOSE_SHARED to its path."
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    return _require(REFERENCE)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return _require(DATA)
+
+
+@pytest.fixture(scope="session")
+def weights_dir() -> Path:
+    return _require(WEIGHTS)
+
+
+def pytest_report_header(config):
+    return f"keras backend: {keras.config.backend()}; shared data: {SHARED}"
