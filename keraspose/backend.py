@@ -1,0 +1,249 @@
+"""The one place where keraspose does something backend-specific.
+
+Everything else in keraspose is written with ``keras.ops``. The functions here
+exist because the generic Keras path costs real time on the hot path of a
+convolutional pose network, or because it cannot express PyTorch's semantics:
+
+* **Layout.** Keras stores images channels-last. On the torch backend a
+  channels-last ``keras.ops.conv`` transposes the input, the output and the
+  kernel on every call (measured 2.3x slower than ``F.conv2d`` for a 64-channel
+  3x3 conv at 64x48 on 2 CPU threads). keraspose layers therefore run
+  channels-first on torch and channels-last elsewhere (TensorFlow's CPU
+  kernels want NHWC); see :func:`preferred_data_format`.
+* **Symmetric padding.** MMPose's convolutions and max-pooling pad ``k // 2``
+  on every side. Keras' ``"same"`` pads asymmetrically for stride 2 on even
+  inputs, which shifts every feature map by one pixel. The functions below take
+  an explicit integer padding and apply it natively where the backend can.
+* **Kernel layout caching.** :func:`to_native_conv_kernel` converts a Keras
+  kernel ``(kh, kw, in, out)`` once into the backend's own layout, so a layer
+  that caches its folded inference kernel does not pay a permute per call.
+
+Backends: ``torch`` calls ``torch.nn.functional`` directly; ``tensorflow``
+uses ``tf.nn`` where it supports explicit padding; everything else (jax)
+goes through ``keras.ops`` with an explicit pad.
+"""
+
+import contextlib
+
+import keras
+from keras import ops
+
+BACKEND = keras.config.backend()
+
+if BACKEND == "torch":
+    import torch
+    import torch.nn.functional as F
+elif BACKEND == "tensorflow":
+    import tensorflow as tf
+
+_DATA_FORMATS = ("channels_first", "channels_last")
+
+
+def preferred_data_format():
+    """The layout keraspose layers compute in when given ``data_format=None``."""
+    return "channels_first" if BACKEND == "torch" else "channels_last"
+
+
+def resolve_data_format(data_format):
+    """``None`` -> the backend's preferred layout; anything else is validated."""
+    if data_format is None:
+        return preferred_data_format()
+    if data_format not in _DATA_FORMATS:
+        raise ValueError(
+            f"data_format must be one of {_DATA_FORMATS} or None, got {data_format!r}"
+        )
+    return data_format
+
+
+def channel_axis(data_format):
+    return 1 if data_format == "channels_first" else -1
+
+
+def to_channels_first(x):
+    return ops.transpose(x, (0, 3, 1, 2))
+
+
+def to_channels_last(x):
+    return ops.transpose(x, (0, 2, 3, 1))
+
+
+# --------------------------------------------------------------------------
+# Convolutions
+# --------------------------------------------------------------------------
+
+
+def to_native_conv_kernel(kernel):
+    """Keras kernel ``(kh, kw, in, out)`` -> the layout :func:`conv2d_native` takes.
+
+    On torch that is ``(out, in, kh, kw)`` (and, for a transposed-conv kernel
+    stored by Keras as ``(kh, kw, out, in)``, torch's ``(in, out, kh, kw)``:
+    the same permutation). Elsewhere the Keras layout is already native.
+    """
+    if BACKEND == "torch":
+        return kernel.permute(3, 2, 0, 1).contiguous()
+    return kernel
+
+
+def conv2d_native(
+    x, kernel, bias=None, strides=1, padding=0, dilation=1, groups=1,
+    data_format="channels_last",
+):
+    """2-D convolution with PyTorch's symmetric integer ``padding``.
+
+    ``kernel`` must come from :func:`to_native_conv_kernel`. ``groups`` follows
+    PyTorch: the kernel's input dimension is ``in_channels // groups``.
+    """
+    if BACKEND == "torch":
+        if data_format == "channels_last":
+            x = x.permute(0, 3, 1, 2)
+        y = F.conv2d(x, kernel, bias, strides, padding, dilation, groups)
+        return y.permute(0, 2, 3, 1) if data_format == "channels_last" else y
+
+    in_channels = x.shape[channel_axis(data_format)]
+    depthwise = groups > 1 and groups == in_channels
+    if BACKEND == "tensorflow" and not depthwise and groups == 1:
+        sp = [padding, padding]
+        pads = [[0, 0], sp, sp, [0, 0]] if data_format == "channels_last" else [[0, 0], [0, 0], sp, sp]
+        y = tf.nn.conv2d(
+            x, kernel, strides, pads, dilations=dilation,
+            data_format="NHWC" if data_format == "channels_last" else "NCHW",
+        )
+    else:
+        x = _pad_spatial(x, padding, data_format)
+        if depthwise:
+            # (kh, kw, 1, C * m) -> (kh, kw, C, m): Keras' depthwise layout.
+            kh, kw, _, out = kernel.shape
+            dw_kernel = ops.reshape(kernel, (kh, kw, in_channels, out // in_channels))
+            y = ops.depthwise_conv(
+                x, dw_kernel, strides, "valid", data_format, dilation
+            )
+        elif groups > 1:
+            # Generic grouped convolution: one convolution per group.
+            xs = ops.split(x, groups, axis=channel_axis(data_format))
+            ks = ops.split(kernel, groups, axis=-1)
+            y = ops.concatenate(
+                [ops.conv(xi, ki, strides, "valid", data_format, dilation) for xi, ki in zip(xs, ks)],
+                axis=channel_axis(data_format),
+            )
+        else:
+            y = ops.conv(x, kernel, strides, "valid", data_format, dilation)
+    if bias is not None:
+        y = y + (ops.reshape(bias, (1, -1, 1, 1)) if data_format == "channels_first" else bias)
+    return y
+
+
+def conv2d_transpose_native(
+    x, kernel, bias=None, strides=2, padding=0, output_padding=0,
+    data_format="channels_last",
+):
+    """Transposed convolution with PyTorch's ``padding``/``output_padding``.
+
+    ``kernel`` is a Keras transposed kernel ``(kh, kw, out, in)`` passed
+    through :func:`to_native_conv_kernel`. Output size:
+    ``(H - 1) * stride - 2 * padding + kernel + output_padding``.
+    """
+    if BACKEND == "torch":
+        if data_format == "channels_last":
+            x = x.permute(0, 3, 1, 2)
+        y = F.conv_transpose2d(x, kernel, bias, strides, padding, output_padding)
+        return y.permute(0, 2, 3, 1) if data_format == "channels_last" else y
+
+    # Generic: a "valid" transposed conv gives (H - 1) * s + k; PyTorch then
+    # drops `padding` rows at the start and `padding - output_padding` at the end.
+    y = ops.conv_transpose(x, kernel, strides, "valid", data_format=data_format)
+    end = padding - output_padding
+    if padding or end:
+        h_axis = 2 if data_format == "channels_first" else 1
+        h, w = y.shape[h_axis], y.shape[h_axis + 1]
+        if data_format == "channels_first":
+            y = y[:, :, padding : h - end, padding : w - end]
+        else:
+            y = y[:, padding : h - end, padding : w - end, :]
+    if bias is not None:
+        y = y + (ops.reshape(bias, (1, -1, 1, 1)) if data_format == "channels_first" else bias)
+    return y
+
+
+def _pad_spatial(x, padding, data_format, value=0.0):
+    if not padding:
+        return x
+    p = [padding, padding]
+    if data_format == "channels_first":
+        widths = [[0, 0], [0, 0], p, p]
+    else:
+        widths = [[0, 0], p, p, [0, 0]]
+    return ops.pad(x, widths, constant_values=value)
+
+
+# --------------------------------------------------------------------------
+# Pooling and resampling
+# --------------------------------------------------------------------------
+
+
+def max_pool2d(x, pool_size, strides, padding=0, data_format="channels_last"):
+    """Max pooling with PyTorch's symmetric padding (padded cells never win)."""
+    if BACKEND == "torch":
+        if data_format == "channels_last":
+            x = x.permute(0, 3, 1, 2)
+        y = F.max_pool2d(x, pool_size, strides, padding)
+        return y.permute(0, 2, 3, 1) if data_format == "channels_last" else y
+    x = _pad_spatial(x, padding, data_format, value=float("-inf"))
+    return ops.max_pool(x, pool_size, strides, "valid", data_format)
+
+
+def upsample_nearest(x, factor, data_format="channels_last"):
+    """Nearest-neighbour upsampling by an integer factor (MMPose's nn.Upsample)."""
+    if factor == 1:
+        return x
+    if BACKEND == "torch":
+        if data_format == "channels_last":
+            x = x.permute(0, 3, 1, 2)
+        y = F.interpolate(x, scale_factor=factor, mode="nearest")
+        return y.permute(0, 2, 3, 1) if data_format == "channels_last" else y
+    h_axis = 2 if data_format == "channels_first" else 1
+    return ops.repeat(ops.repeat(x, factor, axis=h_axis), factor, axis=h_axis + 1)
+
+
+# --------------------------------------------------------------------------
+# Inference helpers
+# --------------------------------------------------------------------------
+
+
+def cache_key(variables):
+    """A key that changes whenever any of ``variables`` is written, or ``None``.
+
+    Used to cache values derived from weights (BatchNorm folded into a
+    convolution kernel) across inference calls. Only torch can tell cheaply
+    that a variable changed (every in-place write bumps ``Tensor._version``),
+    and only outside autograd can a cached tensor be reused safely, so every
+    other case returns ``None``: the caller recomputes, which inside a traced
+    TensorFlow/JAX function is part of the graph anyway.
+    """
+    if BACKEND != "torch" or torch.is_grad_enabled():
+        return None
+    key = []
+    for v in variables:
+        value = getattr(v, "_value", None)
+        if value is None or value.device.type == "meta":
+            return None
+        key.append((id(value), value._version))
+    return tuple(key)
+
+
+@contextlib.contextmanager
+def inference_mode():
+    """No gradient bookkeeping while running a model for prediction."""
+    if BACKEND == "torch":
+        with torch.inference_mode(False), torch.no_grad():
+            yield
+    else:
+        yield
+
+
+def set_num_threads(n):
+    """Intra-op threads of the backend (benchmarks compare at equal counts)."""
+    if BACKEND == "torch":
+        torch.set_num_threads(n)
+    elif BACKEND == "tensorflow":
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -1,0 +1,5 @@
+"""Reusable Keras layers of keraspose's networks."""
+
+from keraspose.layers.conv_bn import ConvBN
+
+__all__ = ["ConvBN"]
