@@ -1,0 +1,262 @@
+"""Convert MMPose 1.x top-down models (config + checkpoint) into TopdownEstimators.
+
+``from_mmpose(config, checkpoint)`` builds the Keras model described by an
+MMPose model config (the ``model=dict(...)`` of an MMPose config file, as a
+dict or a JSON file) and loads every weight and BatchNorm statistic of the
+checkpoint into it. The mapping from MMPose's state-dict keys to keraspose
+variables comes from the models themselves (each block's
+``checkpoint_keys``), and it is checked both ways: a checkpoint key nobody
+claims, a variable nobody fills, or a shape that differs is an error naming
+it. Nothing is skipped silently.
+
+The checkpoint is read with ``torch.load(..., weights_only=True)``: no code
+inside it is executed.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from keraspose.codecs import MSRAHeatmap
+from keraspose.models.heads import HeatmapHead
+from keraspose.models.hrnet import HRNetBackbone
+from keraspose.models.resnet import ResNetBackbone
+from keraspose.models.topdown_estimator import TopdownEstimator
+
+# BatchNorm buffers/parameters -> ConvBN variable names.
+_BN_FIELDS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
+
+
+class ConversionError(ValueError):
+    """A checkpoint or config that cannot be mapped onto a keraspose model."""
+
+
+def load_mmpose_config(config):
+    """An MMPose model config as a dict (from a dict or a JSON file).
+
+    Accepts the model dict itself or a whole config holding it under ``model``.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        path = os.fspath(config)
+        if path.endswith(".py"):
+            raise ConversionError(
+                f"{path}: MMPose .py configs are Python code and are not executed by keraspose. "
+                "Dump the model dict to JSON with MMPose "
+                "(`Config.fromfile(path).model` -> json.dump) and pass that file."
+            )
+        try:
+            with open(path) as f:
+                config = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"MMPose config not found: {path}") from None
+        except json.JSONDecodeError as e:
+            raise ConversionError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ConversionError(f"config must be a dict or a JSON file path, got {type(config).__name__}")
+    if "model" in config and isinstance(config["model"], dict):
+        config = config["model"]
+    if config.get("type") != "TopdownPoseEstimator":
+        raise ConversionError(
+            f"only MMPose TopdownPoseEstimator models can be converted; config type is {config.get('type')!r}"
+        )
+    return config
+
+
+def _build_codec(cfg):
+    kind = cfg.get("type")
+    if kind == "MSRAHeatmap":
+        return MSRAHeatmap(
+            input_size=tuple(cfg["input_size"]), heatmap_size=tuple(cfg["heatmap_size"]),
+            sigma=cfg["sigma"], unbiased=cfg.get("unbiased", False),
+            blur_kernel_size=cfg.get("blur_kernel_size", 11),
+        )
+    raise ConversionError(f"codec {kind!r} is not supported yet (supported: MSRAHeatmap)")
+
+
+def _build_backbone(cfg):
+    kind = cfg.get("type")
+    if kind == "HRNet":
+        return HRNetBackbone(cfg["extra"], in_channels=cfg.get("in_channels", 3), name="backbone")
+    if kind == "ResNet":
+        out_indices = cfg.get("out_indices", (3,))
+        if isinstance(out_indices, int):
+            out_indices = (out_indices,)
+        if cfg.get("deep_stem") or cfg.get("avg_down") or cfg.get("style", "pytorch") != "pytorch":
+            raise ConversionError("ResNet with deep_stem, avg_down or caffe style is not supported yet")
+        return ResNetBackbone(
+            cfg.get("depth", 50), in_channels=cfg.get("in_channels", 3),
+            stem_channels=cfg.get("stem_channels", 64), base_channels=cfg.get("base_channels", 64),
+            out_indices=out_indices, name="backbone",
+        )
+    raise ConversionError(f"backbone {kind!r} is not supported yet (supported: HRNet, ResNet)")
+
+
+def _build_head(cfg):
+    kind = cfg.get("type")
+    if kind != "HeatmapHead":
+        raise ConversionError(f"head {kind!r} is not supported yet (supported: HeatmapHead)")
+    codec_cfg = cfg.get("decoder") or cfg.get("encoder")
+    final = cfg.get("final_layer", {"kernel_size": 1})
+    if final is None:
+        raise ConversionError("HeatmapHead with final_layer=None is not supported")
+    # MMPose's defaults; its kernel sizes are ignored when there is no deconv.
+    deconv_channels = cfg.get("deconv_out_channels", (256, 256, 256))
+    deconv_kernels = cfg.get("deconv_kernel_sizes", (4, 4, 4)) if deconv_channels else None
+    return HeatmapHead(
+        out_channels=cfg["out_channels"],
+        deconv_out_channels=deconv_channels,
+        deconv_kernel_sizes=deconv_kernels,
+        conv_out_channels=cfg.get("conv_out_channels"),
+        conv_kernel_sizes=cfg.get("conv_kernel_sizes"),
+        final_kernel_size=final.get("kernel_size", 1),
+        codec=_build_codec(codec_cfg) if codec_cfg else None,
+        name="head",
+    )
+
+
+def build_from_mmpose_config(config, metainfo=None):
+    """An (unweighted, built) TopdownEstimator from an MMPose model config."""
+    cfg = load_mmpose_config(config)
+    if cfg.get("neck"):
+        raise ConversionError(f"neck {cfg['neck'].get('type')!r} is not supported yet")
+    head = _build_head(cfg["head"])
+    if metainfo is None:
+        if head.out_channels != 17:
+            raise ConversionError(
+                f"the head predicts {head.out_channels} keypoints; pass metainfo=... "
+                "(a built-in name, a metainfo JSON file or a DatasetMetainfo) for that keypoint set"
+            )
+        metainfo = "coco"
+    pre = cfg.get("data_preprocessor", {})
+    test_cfg = cfg.get("test_cfg", {}) or {}
+    codec = head.codec
+    model = TopdownEstimator(
+        backbone=_build_backbone(cfg["backbone"]),
+        head=head,
+        metainfo=metainfo,
+        input_size=tuple(codec.input_size) if codec is not None else (192, 256),
+        mean=pre.get("mean", (0.0, 0.0, 0.0)),
+        std=pre.get("std", (1.0, 1.0, 1.0)),
+        # bgr_to_rgb=True: MMPose converts its BGR images to RGB before
+        # normalising, so the network (and mean/std) is in RGB order.
+        channel_order="rgb" if pre.get("bgr_to_rgb", False) else "bgr",
+        flip_test=test_cfg.get("flip_test", False),
+        flip_mode=test_cfg.get("flip_mode", "heatmap"),
+        shift_heatmap=test_cfg.get("shift_heatmap", False),
+    )
+    model.build()
+    return model
+
+
+def checkpoint_mapping(model):
+    """``{mmpose key: (keras variable, kind)}`` for every tensor a checkpoint holds.
+
+    ``kind`` is ``"conv"`` (OIHW -> HWIO transpose), ``"vector"`` or
+    ``"counter"`` (``num_batches_tracked``, which has no Keras counterpart).
+    """
+    mapping = {}
+    entries = list(model.backbone.checkpoint_keys("backbone")) + list(model.head.checkpoint_keys("head"))
+    for layer, conv_key, bn_key in entries:
+        mapping[f"{conv_key}.weight"] = (layer.kernel, "conv")
+        if layer.bias is not None:
+            mapping[f"{conv_key}.bias"] = (layer.bias, "vector")
+        if layer.norm:
+            if bn_key is None:
+                raise ConversionError(f"{layer.name}: has a BatchNorm but no checkpoint key for it")
+            for field, attr in _BN_FIELDS.items():
+                mapping[f"{bn_key}.{field}"] = (getattr(layer, attr), "vector")
+            mapping[f"{bn_key}.num_batches_tracked"] = (None, "counter")
+    return mapping
+
+
+def _expected_shape(variable, kind):
+    shape = tuple(variable.shape)
+    if kind == "conv":  # Keras (kh, kw, a, b) <- PyTorch (b, a, kh, kw)
+        return (shape[3], shape[2], shape[0], shape[1])
+    return shape
+
+
+def check_checkpoint_shapes(model, shapes):
+    """Compare a checkpoint's ``{key: shape}`` with the model; raise listing every problem."""
+    mapping = checkpoint_mapping(model)
+    missing = sorted(k for k in mapping if k not in shapes)
+    unexpected = sorted(k for k in shapes if k not in mapping)
+    mismatched = []
+    for key, (variable, kind) in mapping.items():
+        if key in shapes and variable is not None:
+            want = _expected_shape(variable, kind)
+            got = tuple(shapes[key])
+            if got != want:
+                mismatched.append(f"{key}: checkpoint {list(got)} vs model {list(want)}")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} keys the model needs are not in the checkpoint: {missing[:10]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} checkpoint keys have no place in the model: {unexpected[:10]}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shapes differ: {mismatched[:10]}")
+    if problems:
+        raise ConversionError(
+            "the checkpoint does not match the model built from the config (is it the config "
+            "this checkpoint was trained with?):\n  " + "\n  ".join(problems)
+        )
+    return mapping
+
+
+def load_mmpose_state_dict(checkpoint):
+    """The ``state_dict`` of an MMPose ``.pth`` as numpy arrays, read safely."""
+    import torch
+
+    path = os.fspath(checkpoint)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, not a checkpoint, pickled code...
+        raise ConversionError(
+            f"{path}: cannot read as a PyTorch checkpoint with weights_only=True ({type(e).__name__}: {e})"
+        ) from None
+    state = data.get("state_dict", data) if isinstance(data, dict) else None
+    if not isinstance(state, dict):
+        raise ConversionError(f"{path}: no state_dict found in the checkpoint")
+    out = {}
+    for key, value in state.items():
+        if key.startswith("module."):
+            key = key[len("module."):]
+        # MMPose 0.x named the head keypoint_head.
+        if key.startswith("keypoint_head."):
+            key = "head." + key[len("keypoint_head."):]
+        if key.startswith("data_preprocessor."):
+            continue
+        out[key] = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    return out
+
+
+def load_mmpose_weights(model, state_dict):
+    """Copy an MMPose state dict (numpy) into a built TopdownEstimator."""
+    mapping = check_checkpoint_shapes(model, {k: v.shape for k, v in state_dict.items()})
+    for key, (variable, kind) in mapping.items():
+        if variable is None:
+            continue
+        value = state_dict[key].astype(np.float32)
+        if kind == "conv":
+            value = value.transpose(2, 3, 1, 0)
+        variable.assign(value)
+    return model
+
+
+def from_mmpose(config, checkpoint, metainfo=None):
+    """A TopdownEstimator with the weights of an MMPose checkpoint.
+
+    Args:
+        config: MMPose model config: a dict, or a JSON file of it.
+        checkpoint: path to the MMPose ``.pth`` (``{'meta', 'state_dict'}``).
+        metainfo: keypoint set; defaults to COCO for 17-keypoint heads.
+
+    Example:
+    >>> from keraspose.convert import from_mmpose
+    >>> model = from_mmpose("tiny_hrnet_coco_config.json", "tiny_hrnet_coco.pth")  # doctest: +SKIP
+    """
+    model = build_from_mmpose_config(config, metainfo=metainfo)
+    return load_mmpose_weights(model, load_mmpose_state_dict(checkpoint))

@@ -1,0 +1,3 @@
+from keraspose.models.heads.heatmap_head import HeatmapHead
+
+__all__ = ["HeatmapHead"]

@@ -1,0 +1,3 @@
+from keraspose.models.resnet.resnet_backbone import ResNetBackbone
+
+__all__ = ["ResNetBackbone"]

@@ -1,0 +1,354 @@
+"""TopdownEstimator: the top-down pose estimator (MMPose's TopdownPoseEstimator).
+
+A top-down estimator looks at one person at a time: each person box is
+enlarged (padding 1.25), fixed to the network's aspect ratio, cropped out of
+the image with an affine warp, normalised, and sent through
+backbone -> (neck) -> head. The head's heatmaps are decoded by its codec into
+keypoints in crop pixels, which are mapped back into the image.
+
+Two ways to call it:
+
+* ``estimator(x)``: ``x`` is a batch of already-normalised crops,
+  channels-last ``(B, H, W, 3)``; returns the raw heatmaps ``(B, h, w, K)``
+  (MMPose's "tensor" mode). This is what training uses.
+* ``estimator.predict(images, bboxes=None)``: the whole inference, from
+  images (file paths or RGB uint8 arrays) and person boxes to keypoints in
+  image pixels, batched across every person of every image.
+"""
+
+import dataclasses
+import os
+
+import cv2
+import keras
+import numpy as np
+
+from keraspose import backend
+from keraspose.metainfo import DatasetMetainfo, load_metainfo
+from keraspose.transforms import bbox_xyxy2cs, fix_aspect_ratio, flip_heatmaps, get_warp_matrix
+
+
+@dataclasses.dataclass
+class PoseResult:
+    """The people found in one image. Arrays are numpy, image pixels.
+
+    keypoints: (N, K, 2) x, y; keypoint_scores: (N, K); bboxes: (N, 4) xyxy.
+    """
+
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    bboxes: np.ndarray
+    image_path: str = None
+
+    def __len__(self):
+        return len(self.keypoints)
+
+    def to_dict(self):
+        return {
+            "image_path": self.image_path,
+            "instances": [
+                {
+                    "bbox": self.bboxes[i].tolist(),
+                    "keypoints": self.keypoints[i].tolist(),
+                    "keypoint_scores": self.keypoint_scores[i].tolist(),
+                }
+                for i in range(len(self))
+            ],
+        }
+
+
+def load_image(image, name="image"):
+    """An RGB uint8 ``(H, W, 3)`` array from a path or an array, or a clear error."""
+    if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{name}: image file not found: {path}")
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(
+                f"{name}: cannot decode {path} as an image (corrupt, empty, or not an image file). "
+                "Pass a JPEG/PNG/BMP file or an RGB uint8 array."
+            )
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(
+            f"{name}: expected an RGB image of shape (H, W, 3) or a file path, got an array of shape {array.shape}"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{name}: the image is empty (shape {array.shape})")
+    if array.dtype != np.uint8:
+        raise ValueError(
+            f"{name}: expected uint8 pixel values 0-255, got dtype {array.dtype}; "
+            "convert with np.clip(x, 0, 255).astype('uint8')"
+        )
+    return array
+
+
+def _check_bboxes(bboxes, image_shape, name):
+    h, w = image_shape[:2]
+    if bboxes is None:
+        return np.array([[0, 0, w, h]], dtype=np.float32)
+    boxes = np.asarray(bboxes, dtype=np.float32)
+    if boxes.size == 0:
+        return boxes.reshape(0, 4)
+    if boxes.ndim == 1 and boxes.shape[0] == 4:
+        boxes = boxes[None]
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name}: expected boxes of shape (N, 4) as x1, y1, x2, y2; got shape {boxes.shape}")
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"{name}: boxes contain NaN or infinite values")
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        if x2 <= x1 or y2 <= y1:
+            raise ValueError(
+                f"{name}[{i}] = {[float(v) for v in (x1, y1, x2, y2)]} has zero or negative area; "
+                "boxes are x1, y1, x2, y2 (xyxy) with x2 > x1 and y2 > y1"
+            )
+        if x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
+            raise ValueError(
+                f"{name}[{i}] = {[float(v) for v in (x1, y1, x2, y2)]} lies outside the {w}x{h} image"
+            )
+    return boxes
+
+
+@keras.saving.register_keras_serializable(package="keraspose")
+class TopdownEstimator(keras.Model):
+    """Top-down pose estimator: backbone, optional neck, codec-aware head.
+
+    Args:
+        backbone: a keraspose backbone layer (e.g. ``HRNetBackbone``).
+        head: a codec-aware head (e.g. ``HeatmapHead`` with ``MSRAHeatmap``).
+        neck: optional layer between them.
+        metainfo: ``DatasetMetainfo`` or a built-in name (``"coco"``).
+        input_size: network input ``(width, height)``, as in MMPose.
+        mean, std: per-channel normalisation in ``channel_order``.
+        channel_order: the channel order the network was trained on
+            (``"rgb"`` for MMPose configs with ``bgr_to_rgb=True``).
+        flip_test, flip_mode, shift_heatmap: test-time flip (MMPose's test_cfg).
+        bbox_padding: box enlargement before cropping (GetBBoxCenterScale).
+
+    Example:
+    >>> import keraspose
+    >>> model = keraspose.TopdownEstimator.from_preset("tinypose_coco_256x192")  # doctest: +SKIP
+    >>> results = model.predict(["person.jpg"])  # doctest: +SKIP
+    >>> results[0].keypoints.shape  # doctest: +SKIP
+    (1, 17, 2)
+    """
+
+    def __init__(
+        self,
+        backbone,
+        head,
+        neck=None,
+        metainfo="coco",
+        input_size=(192, 256),
+        mean=(123.675, 116.28, 103.53),
+        std=(58.395, 57.12, 57.375),
+        channel_order="rgb",
+        flip_test=True,
+        flip_mode="heatmap",
+        shift_heatmap=True,
+        bbox_padding=1.25,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.metainfo = metainfo if isinstance(metainfo, DatasetMetainfo) else load_metainfo(metainfo)
+        self.input_size = tuple(int(v) for v in input_size)
+        self.mean = [float(v) for v in mean]
+        self.std = [float(v) for v in std]
+        if channel_order not in ("rgb", "bgr"):
+            raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+        self.channel_order = channel_order
+        self.flip_test = bool(flip_test)
+        if flip_mode != "heatmap":
+            raise ValueError(f"flip_mode {flip_mode!r} is not supported by a heatmap head; use 'heatmap'")
+        self.flip_mode = flip_mode
+        self.shift_heatmap = bool(shift_heatmap)
+        self.bbox_padding = float(bbox_padding)
+        if getattr(head, "out_channels", None) not in (None, self.metainfo.num_keypoints):
+            raise ValueError(
+                f"the head predicts {head.out_channels} keypoints but the metainfo "
+                f"'{self.metainfo.dataset_name}' has {self.metainfo.num_keypoints}"
+            )
+        codec = getattr(head, "codec", None)
+        if codec is not None and tuple(codec.input_size) != self.input_size:
+            raise ValueError(
+                f"input_size {self.input_size} differs from the codec's input_size {tuple(codec.input_size)}"
+            )
+        self.data_format = backbone.data_format
+
+    # -- the network ------------------------------------------------------
+    def call(self, inputs, training=None):
+        """Normalised crops ``(B, H, W, 3)`` -> heatmaps ``(B, h, w, K)``."""
+        x = inputs
+        if self.data_format == "channels_first":
+            x = backend.to_channels_first(x)
+        feats = self.backbone(x, training=training)
+        if self.neck is not None:
+            feats = self.neck(feats, training=training)
+        heatmaps = self.head(feats, training=training)
+        if self.data_format == "channels_first":
+            heatmaps = backend.to_channels_last(heatmaps)
+        return heatmaps
+
+    def build(self, input_shape=None):
+        # Running a forward pass creates every variable with its real shape.
+        if self.built:
+            return
+        w, h = self.input_size
+        with backend.inference_mode():
+            self(np.zeros((1, h, w, 3), "float32"), training=False)
+        self.built = True
+
+    def build_for_preset(self):
+        self.build()
+
+    def dummy_inputs(self, batch_size=1):
+        w, h = self.input_size
+        return np.zeros((batch_size, h, w, 3), "float32")
+
+    # -- preprocessing ----------------------------------------------------
+    def preprocess(self, crops_rgb):
+        """RGB uint8 crops ``(B, H, W, 3)`` -> normalised float32 network input."""
+        x = np.asarray(crops_rgb, dtype=np.float32)
+        if self.channel_order == "bgr":
+            x = x[..., ::-1]
+        return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+
+    def crop_people(self, image, bboxes):
+        """Affine-warped RGB crops, centers and scales for the boxes of one image."""
+        w, h = self.input_size
+        crops = np.empty((len(bboxes), h, w, 3), np.uint8)
+        centers = np.empty((len(bboxes), 2), np.float32)
+        scales = np.empty((len(bboxes), 2), np.float32)
+        for i, box in enumerate(bboxes):
+            center, scale = bbox_xyxy2cs(box[None], padding=self.bbox_padding)
+            scale = fix_aspect_ratio(scale, aspect_ratio=w / h)
+            centers[i], scales[i] = center[0], scale[0]
+            warp = get_warp_matrix(centers[i], scales[i], 0.0, output_size=(w, h))
+            crops[i] = cv2.warpAffine(image, warp, (w, h), flags=cv2.INTER_LINEAR)
+        return crops, centers, scales
+
+    # -- inference --------------------------------------------------------
+    def predict_heatmaps(self, inputs, batch_size=32, flip_test=None):
+        """Normalised crops (numpy NHWC) -> heatmaps (numpy ``(B, K, h, w)``), with flip test."""
+        flip_test = self.flip_test if flip_test is None else flip_test
+        outputs = []
+        for start in range(0, len(inputs), batch_size):
+            batch = inputs[start : start + batch_size]
+            heatmaps = self._forward(batch)
+            if flip_test:
+                flipped = self._forward(np.ascontiguousarray(batch[:, :, ::-1]))
+                flipped = flip_heatmaps(
+                    flipped, self.metainfo.flip_indices, flip_mode=self.flip_mode,
+                    shift_heatmap=self.shift_heatmap,
+                )
+                heatmaps = (heatmaps + flipped) * 0.5
+            outputs.append(heatmaps)
+        if not outputs:
+            w, h = self.input_size
+            return np.zeros((0, self.metainfo.num_keypoints, h // 4, w // 4), np.float32)
+        return np.concatenate(outputs)
+
+    def _forward(self, batch):
+        if not self.built:
+            self.build()
+        out = keras.Model.predict_on_batch(self, batch)
+        return np.ascontiguousarray(np.transpose(keras.ops.convert_to_numpy(out), (0, 3, 1, 2)))
+
+    def predict(self, images, bboxes=None, batch_size=32, flip_test=None):
+        """Whole top-down inference: images and person boxes -> keypoints in image pixels.
+
+        Args:
+            images: a path or RGB uint8 ``(H, W, 3)`` array, or a list of them.
+            bboxes: per image an ``(N, 4)`` xyxy array of person boxes;
+                ``None`` (for all, or for one image) means the whole image is
+                one person. An empty ``(0, 4)`` array gives an empty result.
+            batch_size: people per network call, across images.
+            flip_test: override the model's test-time flip setting.
+
+        Returns:
+            a list with one :class:`PoseResult` per image (a single result if
+            ``images`` was a single image).
+        """
+        single = isinstance(images, (str, os.PathLike)) or (
+            isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype == np.uint8
+        )
+        image_list = [images] if single else list(images)
+        if bboxes is None:
+            box_list = [None] * len(image_list)
+        elif single:
+            box_list = [bboxes]
+        else:
+            box_list = list(bboxes)
+            if len(box_list) != len(image_list):
+                raise ValueError(
+                    f"bboxes: got boxes for {len(box_list)} images but {len(image_list)} images; "
+                    "pass one (N, 4) array (or None) per image"
+                )
+        crops, centers, scales, owners, kept_boxes, paths = [], [], [], [], [], []
+        for idx, (image, boxes) in enumerate(zip(image_list, box_list)):
+            name = f"images[{idx}]" if not single else "image"
+            rgb = load_image(image, name)
+            paths.append(os.fspath(image) if isinstance(image, (str, os.PathLike)) else None)
+            boxes = _check_bboxes(boxes, rgb.shape, f"bboxes[{idx}]" if not single else "bboxes")
+            kept_boxes.append(boxes)
+            if len(boxes):
+                c, ctr, scl = self.crop_people(rgb, boxes)
+                crops.append(c)
+                centers.append(ctr)
+                scales.append(scl)
+                owners += [idx] * len(boxes)
+        k = self.metainfo.num_keypoints
+        if crops:
+            inputs = self.preprocess(np.concatenate(crops))
+            heatmaps = self.predict_heatmaps(inputs, batch_size=batch_size, flip_test=flip_test)
+            keypoints, scores = self.head.decode(heatmaps)
+            centers, scales = np.concatenate(centers), np.concatenate(scales)
+            input_size = np.asarray(self.input_size, np.float32)
+            keypoints = keypoints / input_size * scales[:, None] + centers[:, None] - 0.5 * scales[:, None]
+        else:
+            keypoints, scores = np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
+        owners = np.asarray(owners, dtype=np.int64)
+        results = [
+            PoseResult(
+                keypoints=keypoints[owners == i].astype(np.float32),
+                keypoint_scores=scores[owners == i].astype(np.float32),
+                bboxes=kept_boxes[i],
+                image_path=paths[i],
+            )
+            for i in range(len(image_list))
+        ]
+        return results[0] if single else results
+
+    # -- serialization ----------------------------------------------------
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "neck": keras.saving.serialize_keras_object(self.neck) if self.neck is not None else None,
+            "head": keras.saving.serialize_keras_object(self.head),
+            "metainfo": keras.saving.serialize_keras_object(self.metainfo),
+            "input_size": list(self.input_size),
+            "mean": self.mean,
+            "std": self.std,
+            "channel_order": self.channel_order,
+            "flip_test": self.flip_test,
+            "flip_mode": self.flip_mode,
+            "shift_heatmap": self.shift_heatmap,
+            "bbox_padding": self.bbox_padding,
+        }
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "neck", "head", "metainfo"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
