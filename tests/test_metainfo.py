@@ -143,3 +143,9 @@ def test_bad_mmpose_dict_names_field():
         DatasetMetainfo.from_dict(d)
     with pytest.raises(ValueError, match="unknown metainfo"):
         load_metainfo("no_such_dataset")
+
+
+def test_minimal_custom_defaults_roundtrip():
+    m = DatasetMetainfo("toy", ["left", "right", "mid"], flip_indices=[1, 0, 2])
+    assert m.flip_pairs == [[1, 0], [0, 1]]
+    assert DatasetMetainfo.from_config(m.get_config()) == m

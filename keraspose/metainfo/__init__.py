@@ -141,7 +141,7 @@ class DatasetMetainfo:
         def colors(values, count, field, default):
             if values is None:
                 return [list(default) for _ in range(count)]
-            arr = np.asarray(values)
+            arr = np.asarray(values).reshape(-1, 3) if len(values) == 0 else np.asarray(values)
             if arr.shape != (count, 3):
                 raise _err(field, f"expected shape ({count}, 3), got {arr.shape}")
             if np.any(arr < 0) or np.any(arr > 255):
