@@ -2,5 +2,6 @@
 
 from keraspose.codecs.base import KeypointCodec
 from keraspose.codecs.heatmap import MSRAHeatmap, UDPHeatmap
+from keraspose.codecs.regression import RegressionLabel, SimCCLabel
 
-__all__ = ["KeypointCodec", "MSRAHeatmap", "UDPHeatmap"]
+__all__ = ["KeypointCodec", "MSRAHeatmap", "UDPHeatmap", "RegressionLabel", "SimCCLabel"]

@@ -15,8 +15,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# cv2 filters handle at most this many interleaved channels in one call.
-_CV_MAX_CHANNELS = 512
+# Interleaved channels per cv2 call: OpenCV 4 accepts up to 512 (CV_CN_MAX),
+# OpenCV 5 only 128, so use the smaller limit.
+_CV_MAX_CHANNELS = 128
 
 
 def heatmap_argmax(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
