@@ -25,11 +25,12 @@ blocks (``ConvTranspose2d`` -> BN -> ReLU).
 import keras
 from keras import ops
 
+from keraspose.layers.base import BaseLayer
 from keraspose import backend
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
-class ConvBN(keras.layers.Layer):
+class ConvBN(BaseLayer):
     """Convolution, BatchNorm and activation in one layer.
 
     Args:

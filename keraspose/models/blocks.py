@@ -7,11 +7,12 @@ drift from the architecture.
 
 import keras
 
+from keraspose.layers.base import BaseLayer
 from keraspose.layers import ConvBN
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
-class BasicBlock(keras.layers.Layer):
+class BasicBlock(BaseLayer):
     """3x3 conv -> 3x3 conv, plus the (optionally projected) input, then ReLU.
 
     ``out_channels`` is the block's output width (expansion 1).
@@ -50,7 +51,7 @@ class BasicBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
-class Bottleneck(keras.layers.Layer):
+class Bottleneck(BaseLayer):
     """1x1 -> 3x3 (strided, PyTorch style) -> 1x1 conv, plus the input, then ReLU.
 
     ``out_channels`` is the output width; the inner width is a quarter of it.

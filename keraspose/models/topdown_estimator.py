@@ -202,7 +202,8 @@ class TopdownEstimator(keras.Model):
             return
         w, h = self.input_size
         with backend.inference_mode():
-            self(np.zeros((1, h, w, 3), "float32"), training=False)
+            # self.call, not self(...): __call__ would come back here to build.
+            self.call(keras.ops.zeros((1, h, w, 3)), training=False)
         self.built = True
 
     def build_for_preset(self):

@@ -7,6 +7,7 @@ heatmaps into keypoints (:meth:`decode`) and training targets into heatmaps.
 
 import keras
 
+from keraspose.layers.base import BaseLayer
 from keraspose import backend
 from keraspose.layers import ConvBN
 
@@ -15,7 +16,7 @@ _DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
-class HeatmapHead(keras.layers.Layer):
+class HeatmapHead(BaseLayer):
     """Heatmap head on the last feature map of a backbone.
 
     Args:

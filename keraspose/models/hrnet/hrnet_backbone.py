@@ -20,6 +20,7 @@ dict it uses::
 import keras
 from keras import ops
 
+from keraspose.layers.base import BaseLayer
 from keraspose import backend
 from keraspose.layers import ConvBN
 from keraspose.models.blocks import BLOCKS, make_res_layer
@@ -44,7 +45,7 @@ def hrnet_extra(width=32):
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
-class HRModule(keras.layers.Layer):
+class HRModule(BaseLayer):
     """Parallel branches of residual blocks, then every branch fused into every output.
 
     Output ``i`` is ``relu(sum_j f_ij(x_j))`` where ``f_ii`` is the identity,
@@ -156,7 +157,7 @@ class HRModule(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
-class HRNetBackbone(keras.layers.Layer):
+class HRNetBackbone(BaseLayer):
     """HRNet, configured like MMPose's ``HRNet(extra=...)``.
 
     Input: images in ``data_format`` layout (channels-first on torch unless set).

@@ -8,6 +8,7 @@ deconvolutions it is SimpleBaseline (Xiao et al., 2018).
 
 import keras
 
+from keraspose.layers.base import BaseLayer
 from keraspose import backend
 from keraspose.layers import ConvBN
 from keraspose.models.blocks import BasicBlock, Bottleneck, make_res_layer
@@ -22,7 +23,7 @@ RESNET_DEPTHS = {
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
-class ResNetBackbone(keras.layers.Layer):
+class ResNetBackbone(BaseLayer):
     """ResNet-``depth`` with MMPose's ``stem_channels``/``base_channels``.
 
     Output: a list with the last stage's feature map (stride 32), like

@@ -1,0 +1,46 @@
+"""Reference side of bench_hrnet_forward.py; runs inside the MMPose venv.
+
+usage: _mmpose_hrnet_forward.py CONFIG_JSON CHECKPOINT_OUT INPUT_NPY THREADS REPEATS BATCHES
+Builds MMPose's model from the config, saves its (seeded, random) weights to
+CHECKPOINT_OUT so keraspose can load the very same weights, then times the
+forward pass (backbone + head, MMPose's "tensor" mode) under torch.no_grad.
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+from mmengine.registry import init_default_scope
+
+config_path, ckpt_out, input_npy, threads, repeats, batches = sys.argv[1:7]
+threads, repeats = int(threads), int(repeats)
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+init_default_scope("mmpose")
+from mmpose.registry import MODELS  # noqa: E402
+
+cfg = json.load(open(config_path))["model"]
+model = MODELS.build(cfg)
+model.init_weights()
+model.eval()
+torch.save({"meta": {}, "state_dict": model.state_dict()}, ckpt_out)
+
+x_all = torch.from_numpy(np.load(input_npy))
+result = {"torch": torch.__version__, "threads": threads, "times": {}}
+with torch.no_grad():
+    for b in map(int, batches.split(",")):
+        x = x_all[:b].contiguous()
+        for _ in range(3):
+            model._forward(x)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model._forward(x)
+            times.append(time.perf_counter() - t0)
+        times.sort()
+        result["times"][str(b)] = {"median": times[len(times) // 2], "min": times[0]}
+        if b == 1:
+            result["heatmaps_b1"] = model._forward(x).numpy().tolist()
+print(json.dumps(result))
