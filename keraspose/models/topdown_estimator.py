@@ -327,6 +327,27 @@ class TopdownEstimator(keras.Model):
         ]
         return results[0] if single else results
 
+    # -- presets ----------------------------------------------------------
+    @classmethod
+    def from_preset(cls, handle, load_weights=True, **overrides):
+        """Load a preset: a catalogue name, ``hf://owner/repo[@revision]`` or a directory.
+
+        ``overrides`` replace entries of the saved config (``flip_test=False``);
+        ``load_weights=False`` builds the architecture only.
+
+        Example:
+        >>> model = TopdownEstimator.from_preset("tinypose_coco_256x192", flip_test=False)  # doctest: +SKIP
+        """
+        from keraspose.presets import load_preset, resolve_preset
+
+        return load_preset(resolve_preset(handle), expected_class=cls, load_weights=load_weights, **overrides)
+
+    def save_to_preset(self, preset_dir, metadata=None, model_card=None, overwrite=False):
+        """Write this model as a preset directory (atomically: temp dir, then rename)."""
+        from keraspose.presets import save_preset
+
+        return save_preset(self, preset_dir, metadata=metadata, model_card=model_card, overwrite=overwrite)
+
     # -- serialization ----------------------------------------------------
     def get_config(self):
         config = {
