@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install keraspose with its test extras and run the test suite once per
+# Keras backend. This is the README's test command and what CI runs.
+#   usage: bash tests/run_all_backends.sh [extra pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# torch==2.13.0 is named explicitly: on the project's machines it is a local
+# CPU build, while an unpinned torch would pull a multi-GB CUDA build.
+python3 -m pip install -q "torch==2.13.0" -e ".[torch,tensorflow,test]"
+status=0
+for backend in torch tensorflow; do
+  echo "=== KERAS_BACKEND=$backend"
+  KERAS_BACKEND=$backend python3 -m pytest -q -p no:cacheprovider "$@" || status=1
+done
+exit $status
