@@ -1,0 +1,56 @@
+"""Top-down data transforms: box/keypoint geometry functions and the
+results-dict pipeline transforms (MMPose semantics, numpy + OpenCV)."""
+
+from keraspose.transforms.functional import (
+    bbox_cs2xyxy,
+    bbox_xywh2xyxy,
+    bbox_xyxy2cs,
+    bbox_xyxy2xywh,
+    fix_aspect_ratio,
+    flip_bbox,
+    flip_coordinates,
+    flip_heatmaps,
+    flip_keypoints,
+    get_udp_warp_matrix,
+    get_warp_matrix,
+    warp_affine,
+    warp_keypoints,
+)
+from keraspose.transforms.pipeline import (
+    Compose,
+    GenerateTarget,
+    GetBBoxCenterScale,
+    LoadImage,
+    RandomBBoxTransform,
+    RandomFlip,
+    RandomHalfBody,
+    TopdownAffine,
+    Transform,
+    truncated_normal,
+)
+
+__all__ = [
+    "bbox_cs2xyxy",
+    "bbox_xywh2xyxy",
+    "bbox_xyxy2cs",
+    "bbox_xyxy2xywh",
+    "fix_aspect_ratio",
+    "flip_bbox",
+    "flip_coordinates",
+    "flip_heatmaps",
+    "flip_keypoints",
+    "get_udp_warp_matrix",
+    "get_warp_matrix",
+    "warp_affine",
+    "warp_keypoints",
+    "Compose",
+    "GenerateTarget",
+    "GetBBoxCenterScale",
+    "LoadImage",
+    "RandomBBoxTransform",
+    "RandomFlip",
+    "RandomHalfBody",
+    "TopdownAffine",
+    "Transform",
+    "truncated_normal",
+]
