@@ -1,9 +1,9 @@
 """keraspose: MMPose's pose-estimation models as Keras 3 models.
 
 Runs on the torch, TensorFlow and JAX backends. Choose one with the
-``KERAS_BACKEND`` environment variable before importing; if it is unset and
-Keras has no config file, keraspose picks torch when installed (the fastest
-backend for these convolutional networks on CPU), else TensorFlow.
+``KERAS_BACKEND`` environment variable (or ``~/.keras/keras.json``) before
+importing; if neither names an installed backend, keraspose picks torch when
+installed (the fastest backend for these networks on CPU), else TensorFlow.
 
 Example:
 >>> import keraspose
@@ -12,6 +12,7 @@ Example:
 """
 
 import importlib.util
+import json
 import os
 import sys
 
@@ -19,8 +20,15 @@ import sys
 def _default_backend():
     if "KERAS_BACKEND" in os.environ or "keras" in sys.modules:
         return
+    # Keras writes keras.json (backend "tensorflow") on its first import, so
+    # the file is honoured only when the backend it names is installed.
     keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    if os.path.exists(os.path.join(keras_home, "keras.json")):
+    try:
+        with open(os.path.join(keras_home, "keras.json")) as f:
+            configured = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        configured = None
+    if configured and importlib.util.find_spec(configured) is not None:
         return
     for name in ("torch", "tensorflow", "jax"):
         if importlib.util.find_spec(name) is not None:
