@@ -64,6 +64,9 @@ __all__ = [
 
 _register = keras.saving.register_keras_serializable(package="keraspose")
 
+# OpenCV 4's bilinear warp is the reference; other major versions differ.
+_OPENCV_4 = cv2.__version__.startswith("4.")
+
 
 class Transform:
     """Base class: ``__call__(results) -> results`` (or ``None`` to drop the
@@ -190,19 +193,21 @@ class TopdownAffine(Transform):
     Args:
         input_size: (w, h) of the network input.
         use_udp: use UDP's pixel-centre-aligned warp (pair with UDPHeatmap).
-        warp: ``'exact'`` (default) warps uint8 images with
+        warp: ``'exact'`` warps uint8 images with
             :func:`~keraspose.transforms.functional.warp_affine`, which
             reproduces OpenCV 4's fixed-point result (and hence MMPose's
-            crops) under any OpenCV version; ``'opencv'`` calls the installed
-            ``cv2.warpAffine``, faster but version-dependent by a few grey
-            levels. Non-uint8 images always use OpenCV.
+            crops) under any OpenCV version, at ~10 ms per crop;
+            ``'opencv'`` calls the installed ``cv2.warpAffine`` (fast, but
+            OpenCV 5 differs from OpenCV 4 by a few grey levels); ``'auto'``
+            (default) uses OpenCV when it is 4.x and the exact path otherwise.
+            Non-uint8 images always use OpenCV.
     """
 
-    def __init__(self, input_size: Sequence[int], use_udp: bool = False, warp: str = "exact"):
+    def __init__(self, input_size: Sequence[int], use_udp: bool = False, warp: str = "auto"):
         if len(input_size) != 2:
             raise ValueError(f"input_size must be (w, h), got {input_size!r}")
-        if warp not in ("exact", "opencv"):
-            raise ValueError(f"warp must be 'exact' or 'opencv', got {warp!r}")
+        if warp not in ("auto", "exact", "opencv"):
+            raise ValueError(f"warp must be 'auto', 'exact' or 'opencv', got {warp!r}")
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.use_udp = bool(use_udp)
         self.warp = warp
@@ -224,7 +229,8 @@ class TopdownAffine(Transform):
             warp_mat = F.get_warp_matrix(center, scale, rot, output_size=(w, h))
 
         def warp(img):
-            if self.warp == "exact" and img.dtype == np.uint8:
+            exact = self.warp == "exact" or (self.warp == "auto" and not _OPENCV_4)
+            if exact and img.dtype == np.uint8:
                 return F.warp_affine(img, warp_mat, (w, h))
             return cv2.warpAffine(img, warp_mat, (w, h), flags=cv2.INTER_LINEAR)
 
