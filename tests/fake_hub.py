@@ -12,6 +12,8 @@ layout, refs, blobs, tree cache, commit payload) run against it:
                                                        ``X-Linked-Etag``/``X-Linked-Size`` for LFS
                                                        files) and content
 ``POST /api/repos/create``                              ``create_repo`` (409 if it exists)
+``POST /api/validate-yaml``                             README.md front matter check (parsed with
+                                                       PyYAML, kept in ``validated_yaml``)
 ``POST /api/models/{owner}/{repo}/preupload/{rev}``     every file is ``"regular"``: no LFS or Xet
                                                        transfer is ever needed
 ``POST /api/models/{owner}/{repo}/commit/{rev}``        NDJSON commit (header + base64 files)
@@ -94,6 +96,7 @@ class FakeHub:
         self.repos = {}
         self.requests = []
         self.unknown_requests = []
+        self.validated_yaml = []  # parsed README front matters that reached /api/validate-yaml
         self.lfs_suffixes = tuple(lfs_suffixes)
         self.lifetime = lifetime
         self._lock = threading.Lock()
@@ -247,6 +250,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._commit(repo_id, rest[1])
             if method == "POST" and parts == ["api", "repos", "create"]:
                 return self._create_repo()
+            if method == "POST" and parts == ["api", "validate-yaml"]:
+                return self._validate_yaml()
             if method in ("GET", "HEAD") and len(parts) >= 5 and parts[2] == "resolve":
                 return self._resolve("/".join(parts[:2]), parts[3], "/".join(parts[4:]))
         except (BrokenPipeError, ConnectionResetError):
@@ -325,6 +330,28 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(409, {"error": "You already created this model repo", "url": f"{self._base()}/{repo_id}"},
                               headers={"X-Error-Message": "You already created this model repo"})
         return self._send(200, {"url": f"{self._base()}/{repo_id}", "name": repo_id})
+
+    def _validate_yaml(self):
+        # upload_folder sends README.md's front matter here before committing.
+        import yaml
+
+        content = json.loads(self._read_body() or b"{}").get("content", "")
+        errors = []
+        if not content.startswith("---"):
+            errors.append("README.md has no YAML front matter")
+        else:
+            try:
+                front = yaml.safe_load(content.split("---", 2)[1])
+                if not isinstance(front, dict):
+                    errors.append("the YAML front matter is not a mapping")
+            except yaml.YAMLError as err:
+                errors.append(f"invalid YAML: {err}")
+                front = None
+        with self.fake_hub._lock:
+            self.fake_hub.validated_yaml.append(None if errors else front)
+        if errors:
+            return self._send(400, {"errors": [{"message": m} for m in errors]})
+        return self._send(200, {"warnings": []})
 
     def _base(self):
         host, port = self.server.server_address[:2]
