@@ -408,9 +408,15 @@ def test_real_converter_through_catalogue_fallback(tmp_path, monkeypatch, file_s
         TopdownEstimator.from_preset("tiny_test_preset")
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(__import__("huggingface_hub").constants, "HF_HUB_OFFLINE", False)
-    model = TopdownEstimator.from_preset("tiny_test_preset", flip_test=False)
+    converted = []
+
+    def converter(cfg, ckpt):  # the real converter; keeps its model to compare with
+        converted.append(from_mmpose(cfg, ckpt))
+        return converted[-1]
+
+    path = resolve_preset("tiny_test_preset", converter=converter, progress=False)
+    model = TopdownEstimator.from_preset(path, flip_test=False)
     assert isinstance(model, TopdownEstimator) and model.flip_test is False
-    reference = from_mmpose(config, str(reference_dir / "models" / "tiny_hrnet_coco.pth"))
-    x = reference.dummy_inputs(2) + 0.3
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(reference(x)),
+    x = model.dummy_inputs(2) + 0.3
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(converted[0](x)),
                                rtol=0, atol=1e-6)
