@@ -222,7 +222,10 @@ def parse_handle(handle):
 # ---------------------------------------------------------------------------
 # Catalogue
 # ---------------------------------------------------------------------------
-_REQUIRED_FIELDS = ("name", "description", "class", "hub_handle", "mmpose_config", "checkpoint_url", "license")
+# hub_handle, checkpoint_url (+ checkpoint_sha256[_prefix]) and mmpose_config
+# are optional: a preset bundled with the package (entry field "bundled":
+# a folder name under keraspose/presets/bundled/) needs neither.
+_REQUIRED_FIELDS = ("name", "description", "class", "license")
 
 
 def _catalogue_dirs():
@@ -545,11 +548,13 @@ def convert_checkpoint_preset(entry, converter=None, *, cache_root=None, timeout
 # Resolve
 # ---------------------------------------------------------------------------
 def _how_to_proceed(entry):
+    if not entry.get("mmpose_config"):
+        return "To proceed: connect to the Hub once, or copy a Hugging Face cache that has the preset."
     return (
         "To proceed: download the checkpoint on a machine with internet access (and copy it here), convert it "
         f"with\n    keraspose convert mmpose {entry['mmpose_config']} CHECKPOINT.pth --out DIR\n"
         "and load it with from_preset(\"DIR\"); or copy a Hugging Face cache that has "
-        f"{entry['hub_handle']} and point HF_HOME at it."
+        f"{entry.get('hub_handle')} and point HF_HOME at it."
     )
 
 
@@ -600,6 +605,8 @@ def resolve_preset(handle, *, token=None, converter=None, timeout=None, progress
             return snapshot_from_hub(hub.value, hub.revision, token=token, timeout=timeout)
         except PresetUnavailableError as err:
             attempts.append(f"- Hugging Face Hub repo {entry['hub_handle']}: {err}")
+    if not entry.get("checkpoint_url"):
+        raise PresetUnavailableError(f"could not get preset {name!r}. Tried:\n" + "\n".join(attempts or ["- nothing"]))
     try:
         return convert_checkpoint_preset(entry, converter, timeout=timeout, progress=progress)
     except CheckpointDownloadError as err:
