@@ -178,7 +178,7 @@ def test_parse_handle(tmp_path):
     assert parse_handle("hf://owner/repo@refs/pr/1") == ("hf", "owner/repo", "refs/pr/1")
     assert parse_handle(str(tmp_path)) == ("local", str(tmp_path), None)
     assert parse_handle(tmp_path).kind == "local"
-    assert parse_handle("hrnet_w32_coco_256x192").kind == "catalogue"
+    assert parse_handle("hrnet_w32_coco").kind == "catalogue"
     with pytest.raises(ValueError, match="hf://owner/repo"):
         parse_handle("hf://just-a-name")
     with pytest.raises(FileNotFoundError, match="hf://owner/repo"):
@@ -187,7 +187,7 @@ def test_parse_handle(tmp_path):
 
 def test_catalogue_entries_are_complete():
     names = list_presets()
-    assert {"hrnet_w32_coco_256x192", "hrnet_w48_coco_256x192", "res50_coco_256x192"} <= set(names)
+    assert {"hrnet_w32_coco", "hrnet_w32_coco_384x288", "hrnet_w48_coco", "simplebaseline_res50_coco"} <= set(names)
     for name in names:
         entry = get_catalogue_entry(name)
         for field in ("name", "description", "class", "hub_handle", "mmpose_config", "checkpoint_url",
@@ -198,8 +198,8 @@ def test_catalogue_entries_are_complete():
         # MMPose puts the first 8 hex digits of the sha256 in the file name.
         assert entry["checkpoint_sha256_prefix"] in entry["checkpoint_url"]
         assert entry["mmpose_model"]["type"] == "TopdownPoseEstimator"
-    assert get_catalogue_entry("hrnet_w32_coco_256x192")["reported_ap"] == 0.749
-    with pytest.raises(ValueError, match="Did you mean 'hrnet_w32_coco_256x192'"):
+    assert get_catalogue_entry("hrnet_w32_coco")["reported_ap"] == 0.749
+    with pytest.raises(ValueError, match="Did you mean 'hrnet_w32_coco'"):
         get_catalogue_entry("hrnet_w32_coco_256x19")
 
 
@@ -270,13 +270,13 @@ def test_hf_handle_offline_and_not_cached_fails_fast(monkeypatch):
 # ---------------------------------------------------------------------------
 def test_catalogue_preset_offline_without_cache_fails_fast(monkeypatch):
     _go_offline(monkeypatch)
-    entry = get_catalogue_entry("hrnet_w32_coco_256x192")
+    entry = get_catalogue_entry("hrnet_w32_coco")
     start = time.monotonic()
     with pytest.raises(PresetUnavailableError) as info:
-        resolve_preset("hrnet_w32_coco_256x192")
+        resolve_preset("hrnet_w32_coco")
     assert time.monotonic() - start < 10
     message = str(info.value)
-    assert entry["hub_handle"] in message  # hf://keraspose/hrnet_w32_coco_256x192
+    assert entry["hub_handle"] in message  # hf://keraspose/hrnet_w32_coco
     assert entry["checkpoint_url"] in message
     assert "keraspose convert mmpose td-hm_hrnet-w32_8xb64-210e_coco-256x192" in message
     assert "from_preset(" in message

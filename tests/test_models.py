@@ -141,3 +141,17 @@ def test_config_round_trip(tiny_models, reference_dir):
     np.testing.assert_array_equal(a, b)
     # The config names no backend layout, so it loads the same on any backend.
     assert '"channels_first"' not in json.dumps(config)
+
+
+def test_catalogue_384x288_config_builds():
+    """The 384x288 catalogue entry is W32 with a larger codec: same parameters, larger heatmaps."""
+    from keraspose.presets import get_catalogue_entry
+
+    entry = get_catalogue_entry("hrnet_w32_coco_384x288")
+    model = build_from_mmpose_config(entry["mmpose_model"])
+    assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == 28_536_113
+    assert model.input_size == (288, 384)
+    assert tuple(model.head.codec.heatmap_size) == (72, 96)
+    with backend.inference_mode():
+        out = model(np.zeros((1, 384, 288, 3), "float32"), training=False)
+    assert tuple(out.shape) == (1, 96, 72, 17)

@@ -372,5 +372,8 @@ class TopdownEstimator(keras.Model):
         config = dict(config)
         for key in ("backbone", "neck", "head", "metainfo"):
             if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
+                # Our layers build on their first call; a nested build_config
+                # would make Keras call the generic Layer.build() on them.
+                sub = {k: v for k, v in config[key].items() if k != "build_config"}
+                config[key] = keras.saving.deserialize_keras_object(sub)
         return cls(**config)

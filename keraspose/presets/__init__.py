@@ -3,7 +3,7 @@
 Example:
 >>> import keraspose.presets as presets
 >>> presets.list_presets()  # doctest: +SKIP
-['hrnet_w32_coco_256x192', 'hrnet_w48_coco_256x192', 'res50_coco_256x192']
+['hrnet_w32_coco', 'hrnet_w48_coco', 'simplebaseline_res50_coco']
 >>> model = presets.load_preset(presets.resolve_preset("hf://owner/repo"))  # doctest: +SKIP
 >>> presets.save_preset(model, "my_preset")  # doctest: +SKIP
 >>> presets.upload_preset("hf://me/my_preset", "my_preset")  # doctest: +SKIP

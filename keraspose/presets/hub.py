@@ -9,7 +9,7 @@ A *handle* names a preset in one of three ways:
   ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_TOKEN`` / ``hf auth login`` all
   apply as usual (and are read when the call is made, not only when
   huggingface_hub was imported);
-* a catalogue name: ``"hrnet_w32_coco_256x192"`` (see :func:`list_presets`),
+* a catalogue name: ``"hrnet_w32_coco"`` (see :func:`list_presets`),
   an entry of the json files shipped in ``keraspose/presets/catalogue/``.
 
 A catalogue preset is looked for, in order: bundled with the package; already
@@ -27,7 +27,7 @@ error names the Hub repo and the checkpoint URL that were tried and what to do.
 
 Example:
 >>> from keraspose.presets import resolve_preset, load_preset
->>> preset_dir = resolve_preset("hf://keraspose/hrnet_w32_coco_256x192")  # doctest: +SKIP
+>>> preset_dir = resolve_preset("hf://keraspose/hrnet_w32_coco")  # doctest: +SKIP
 >>> model = load_preset(preset_dir)  # doctest: +SKIP
 """
 
@@ -183,9 +183,9 @@ def parse_handle(handle):
     """Classify a preset handle.
 
     Example:
-    >>> parse_handle("hf://keraspose/hrnet_w32_coco_256x192@v1")
-    ('hf', 'keraspose/hrnet_w32_coco_256x192', 'v1')
-    >>> parse_handle("hrnet_w32_coco_256x192").kind
+    >>> parse_handle("hf://keraspose/hrnet_w32_coco@v1")
+    ('hf', 'keraspose/hrnet_w32_coco', 'v1')
+    >>> parse_handle("hrnet_w32_coco").kind
     'catalogue'
     """
     if isinstance(handle, os.PathLike):
@@ -263,7 +263,7 @@ def list_presets():
     """Sorted names of every catalogue preset.
 
     Example:
-    >>> "hrnet_w32_coco_256x192" in list_presets()
+    >>> "hrnet_w32_coco" in list_presets()
     True
     """
     return sorted(_load_catalogue())
@@ -273,7 +273,7 @@ def get_catalogue_entry(name):
     """The catalogue entry (a dict) of a preset name; a ``ValueError`` suggesting close names if unknown.
 
     Example:
-    >>> get_catalogue_entry("hrnet_w32_coco_256x192")["mmpose_config"]
+    >>> get_catalogue_entry("hrnet_w32_coco")["mmpose_config"]
     'td-hm_hrnet-w32_8xb64-210e_coco-256x192'
     """
     catalogue = _load_catalogue()
@@ -329,8 +329,8 @@ def snapshot_from_hub(repo_id, revision=None, *, token=None, endpoint=None, time
             revision, or access denied; the message says which.
 
     Example:
-    >>> snapshot_from_hub("keraspose/hrnet_w32_coco_256x192")  # doctest: +SKIP
-    '/root/.cache/huggingface/hub/models--keraspose--hrnet_w32_coco_256x192/snapshots/1f2e...'
+    >>> snapshot_from_hub("keraspose/hrnet_w32_coco")  # doctest: +SKIP
+    '/root/.cache/huggingface/hub/models--keraspose--hrnet_w32_coco/snapshots/1f2e...'
     """
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import (
@@ -504,9 +504,9 @@ def convert_checkpoint_preset(entry, converter=None, *, cache_root=None, timeout
     ``keraspose.convert.from_mmpose``.
 
     Example:
-    >>> entry = get_catalogue_entry("hrnet_w32_coco_256x192")
+    >>> entry = get_catalogue_entry("hrnet_w32_coco")
     >>> convert_checkpoint_preset(entry)  # doctest: +SKIP
-    '/root/.cache/keraspose/presets/hrnet_w32_coco_256x192'
+    '/root/.cache/keraspose/presets/hrnet_w32_coco'
     """
     converter = converter or _default_converter
     name = entry["name"]
@@ -578,7 +578,7 @@ def resolve_preset(handle, *, token=None, converter=None, timeout=None, progress
             one tried (Hub repo, checkpoint URL) with its error and what to do.
 
     Example:
-    >>> resolve_preset("hrnet_w32_coco_256x192")  # doctest: +SKIP
+    >>> resolve_preset("hrnet_w32_coco")  # doctest: +SKIP
     """
     parsed = parse_handle(handle)
     if parsed.kind == "local":
@@ -698,7 +698,7 @@ def upload_preset(handle, preset_dir, private=False, token=None, endpoint=None, 
         the commit URL.
 
     Example:
-    >>> upload_preset("hf://keraspose/hrnet_w32_coco_256x192", "hrnet_w32_coco")  # doctest: +SKIP
+    >>> upload_preset("hf://keraspose/hrnet_w32_coco", "hrnet_w32_coco")  # doctest: +SKIP
     """
     parsed = parse_handle(handle) if str(handle).startswith("hf://") else None
     if parsed is None or parsed.kind != "hf":
