@@ -180,6 +180,8 @@ class ConvBN(BaseLayer):
         else:
             kernel, bias = self._inference_weights()
             y = self._conv(inputs, kernel, bias)
+        if self.activation_name == "relu":
+            return backend.relu_(y)  # y is our own fresh output
         if self.activation is not None:
             y = self.activation(y)
         return y

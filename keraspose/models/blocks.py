@@ -7,6 +7,7 @@ drift from the architecture.
 
 import keras
 
+from keraspose import backend
 from keraspose.layers.base import BaseLayer
 from keraspose.layers import ConvBN
 
@@ -33,7 +34,7 @@ class BasicBlock(BaseLayer):
     def call(self, x, training=None):
         identity = x if self.downsample is None else self.downsample(x, training=training)
         y = self.conv2(self.conv1(x, training=training), training=training)
-        return keras.ops.relu(y + identity)
+        return backend.relu_(backend.add_(y, identity))
 
     def checkpoint_keys(self, prefix):
         keys = [(self.conv1, f"{prefix}.conv1", f"{prefix}.bn1"), (self.conv2, f"{prefix}.conv2", f"{prefix}.bn2")]
@@ -76,7 +77,7 @@ class Bottleneck(BaseLayer):
         y = self.conv1(x, training=training)
         y = self.conv2(y, training=training)
         y = self.conv3(y, training=training)
-        return keras.ops.relu(y + identity)
+        return backend.relu_(backend.add_(y, identity))
 
     def checkpoint_keys(self, prefix):
         keys = [

@@ -18,7 +18,6 @@ dict it uses::
 """
 
 import keras
-from keras import ops
 
 from keraspose.layers.base import BaseLayer
 from keraspose import backend
@@ -116,7 +115,7 @@ class HRModule(BaseLayer):
             return xs
         outputs = []
         for i, row in enumerate(self.fuse):
-            y = xs[i]
+            y = None
             for j, path in enumerate(row):
                 if path is None:
                     continue
@@ -125,8 +124,10 @@ class HRModule(BaseLayer):
                     z = layer(z, training=training)
                 if j > i:
                     z = backend.upsample_nearest(z, 2 ** (j - i), self.data_format)
-                y = y + z
-            outputs.append(ops.relu(y))
+                # The first sum is a new tensor (xs[i] feeds other outputs
+                # too); later ones may accumulate into it.
+                y = xs[i] + z if y is None else backend.add_(y, z)
+            outputs.append(backend.relu_(y))
         return outputs
 
     def checkpoint_keys(self, prefix):
