@@ -189,10 +189,9 @@ class ConvBN(BaseLayer):
     def _batch_norm_train(self, y):
         axes = (0, 2, 3) if self.data_format == "channels_first" else (0, 1, 2)
         mean, var = ops.moments(y, axes=axes)
-        n = 1
-        for a in axes:
-            n *= y.shape[a]
-        unbiased = var * (n / max(n - 1, 1))
+        # Elements per channel; dynamic, since the batch size may be unknown.
+        n = ops.cast(ops.size(y), var.dtype) / self.filters
+        unbiased = var * (n / ops.maximum(n - 1.0, 1.0))
         m = self.momentum
         self.moving_mean.assign(self.moving_mean * (1 - m) + ops.stop_gradient(mean) * m)
         self.moving_variance.assign(

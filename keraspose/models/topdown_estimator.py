@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from keraspose import backend
+from keraspose.losses import PoseAccuracy
 from keraspose.metainfo import DatasetMetainfo, load_metainfo
 from keraspose.transforms import bbox_xyxy2cs, fix_aspect_ratio, flip_heatmaps, get_warp_matrix
 
@@ -181,6 +182,7 @@ class TopdownEstimator(keras.Model):
                 f"input_size {self.input_size} differs from the codec's input_size {tuple(codec.input_size)}"
             )
         self.data_format = backbone.data_format
+        self.pose_accuracy = PoseAccuracy(name="acc_pose")
 
     # -- the network ------------------------------------------------------
     def call(self, inputs, training=None):
@@ -212,6 +214,33 @@ class TopdownEstimator(keras.Model):
     def dummy_inputs(self, batch_size=1):
         w, h = self.input_size
         return np.zeros((batch_size, h, w, 3), "float32")
+
+    # -- training ---------------------------------------------------------
+    def compile(self, optimizer="adam", **kwargs):
+        """Like ``keras.Model.compile``; the loss is the head's (no ``loss=`` needed)."""
+        if kwargs.get("loss") is not None:
+            raise ValueError(
+                "TopdownEstimator trains with its head's loss; pass it when building the head "
+                "(HeatmapHead(..., loss=KeypointMSELoss(...))) instead of compile(loss=...)"
+            )
+        kwargs.pop("loss", None)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Route the loss through the head. ``y`` is ``{"heatmaps", "keypoint_weights"}``."""
+        if not isinstance(y, dict) or "heatmaps" not in y:
+            raise ValueError(
+                "TopdownEstimator expects targets y = {'heatmaps': (B, h, w, K), 'keypoint_weights': (B, K)}, "
+                "as keraspose.training.TopdownPyDataset yields"
+            )
+        weights = y.get("keypoint_weights")
+        if weights is None:
+            weights = keras.ops.ones(keras.ops.shape(y["heatmaps"])[:1] + keras.ops.shape(y["heatmaps"])[-1:])
+        loss = self.head.compute_loss(y_pred, y["heatmaps"], weights)
+        self.pose_accuracy.update_state(y["heatmaps"], y_pred, weights)
+        for extra in self.losses:  # regularisers, if any layer adds them
+            loss = loss + extra
+        return loss
 
     # -- preprocessing ----------------------------------------------------
     def preprocess(self, crops_rgb):

@@ -8,6 +8,7 @@ heatmaps into keypoints (:meth:`decode`) and training targets into heatmaps.
 import keras
 
 from keraspose.layers.base import BaseLayer
+from keraspose.losses import KeypointMSELoss
 from keraspose import backend
 from keraspose.layers import ConvBN
 
@@ -26,6 +27,7 @@ class HeatmapHead(BaseLayer):
         conv_out_channels / conv_kernel_sizes: plain convs (+BN+ReLU) after them.
         final_kernel_size: the last conv (with bias, no BN) producing heatmaps.
         codec: a keraspose codec (e.g. ``MSRAHeatmap``) used by :meth:`decode`.
+        loss: the training loss (default ``KeypointMSELoss(use_target_weight=True)``).
 
     Input: a list of feature maps (the last one is used) in ``data_format``.
     Output: heatmaps (B, K, H, W) channels-first or (B, H, W, K) channels-last.
@@ -34,9 +36,11 @@ class HeatmapHead(BaseLayer):
     def __init__(
         self, out_channels, deconv_out_channels=None, deconv_kernel_sizes=None,
         conv_out_channels=None, conv_kernel_sizes=None, final_kernel_size=1,
-        codec=None, data_format=None, **kwargs,
+        codec=None, loss=None, data_format=None, **kwargs,
     ):
         super().__init__(**kwargs)
+        # The training loss lives with the head, as in MMPose.
+        self.loss_fn = loss if loss is not None else KeypointMSELoss(use_target_weight=True)
         self.out_channels = int(out_channels)
         self.deconv_out_channels = list(deconv_out_channels or [])
         self.deconv_kernel_sizes = list(deconv_kernel_sizes or [4] * len(self.deconv_out_channels))
@@ -82,6 +86,10 @@ class HeatmapHead(BaseLayer):
             x = layer(x, training=training)
         return self.final_layer(x, training=training)
 
+    def compute_loss(self, heatmaps, target, keypoint_weights):
+        """The head's training loss for channels-last heatmaps ``(B, h, w, K)``."""
+        return self.loss_fn.compute(target, heatmaps, keypoint_weights)
+
     def decode(self, heatmaps):
         """Keypoints ``(B, K, 2)`` in input-image pixels and scores ``(B, K)``.
 
@@ -111,6 +119,7 @@ class HeatmapHead(BaseLayer):
             conv_kernel_sizes=self.conv_kernel_sizes,
             final_kernel_size=self.final_kernel_size,
             codec=keras.saving.serialize_keras_object(self.codec) if self.codec is not None else None,
+            loss=keras.saving.serialize_keras_object(self.loss_fn),
             data_format=self._data_format_arg,
         )
         return config
@@ -118,6 +127,7 @@ class HeatmapHead(BaseLayer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        if config.get("codec") is not None:
-            config["codec"] = keras.saving.deserialize_keras_object(config["codec"])
+        for key in ("codec", "loss"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)

@@ -1,0 +1,141 @@
+"""A Keras data pipeline for top-down training: samples -> augmented crops and targets.
+
+``TopdownPyDataset`` is a ``keras.utils.PyDataset``, so it feeds ``model.fit``
+on every backend and can use worker processes (``workers=4,
+use_multiprocessing=True``). Each item is one batch:
+``x`` = normalised RGB crops ``(B, H, W, 3)`` float32 and
+``y`` = ``{"heatmaps": (B, h, w, K), "keypoint_weights": (B, K)}``.
+
+Reproducible: the order of an epoch is a permutation drawn from
+``(seed, epoch)``, and every random transform is re-seeded from
+``(seed, epoch, sample index)`` before each sample, so the same seed gives
+the same batches whichever worker builds them.
+"""
+
+import math
+
+import cv2
+import keras
+import numpy as np
+
+from keraspose.transforms import (
+    Compose,
+    GenerateTarget,
+    GetBBoxCenterScale,
+    LoadImage,
+    RandomBBoxTransform,
+    RandomFlip,
+    RandomHalfBody,
+    TopdownAffine,
+)
+
+
+def train_pipeline(codec, metainfo, seed=0):
+    """MMPose's standard top-down training transforms for a heatmap codec."""
+    return Compose(
+        [
+            LoadImage(),
+            GetBBoxCenterScale(padding=1.25),
+            RandomFlip(prob=0.5, direction="horizontal", metainfo=metainfo, seed=seed),
+            RandomHalfBody(metainfo=metainfo, seed=seed),
+            RandomBBoxTransform(seed=seed),
+            TopdownAffine(input_size=codec.input_size),
+            GenerateTarget(codec),
+        ]
+    )
+
+
+def val_pipeline(codec):
+    """Deterministic crops and targets (no augmentation), for validation loss/accuracy."""
+    return Compose(
+        [LoadImage(), GetBBoxCenterScale(padding=1.25), TopdownAffine(input_size=codec.input_size), GenerateTarget(codec)]
+    )
+
+
+class TopdownPyDataset(keras.utils.PyDataset):
+    """Batches of augmented person crops and heatmap targets for ``model.fit``.
+
+    Args:
+        samples: a sequence of per-person dicts with MMPose's keys
+            (``img_path``, ``bbox`` (1, 4) xyxy, ``keypoints`` (1, K, 2),
+            ``keypoints_visible`` (1, K)), e.g. a keraspose dataset.
+        pipeline: a ``Compose`` of transforms ending in ``GenerateTarget``.
+        preprocess: ``uint8 RGB crops -> network input`` (``model.preprocess``).
+        batch_size, shuffle, seed: as usual; ``drop_last`` drops a short batch.
+        on_missing_image: ``"raise"`` (default) stops with the file's name;
+            ``"skip"`` warns and fills the batch with another sample.
+
+    Example:
+    >>> data = TopdownPyDataset(samples, train_pipeline(codec, metainfo), model.preprocess)  # doctest: +SKIP
+    >>> model.fit(data, epochs=2)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, samples, pipeline, preprocess, batch_size=32, shuffle=True, seed=0,
+        drop_last=False, on_missing_image="raise", **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if len(samples) == 0:
+            raise ValueError("TopdownPyDataset: no samples (is the annotation file empty or fully filtered?)")
+        if on_missing_image not in ("raise", "skip"):
+            raise ValueError("on_missing_image must be 'raise' or 'skip'")
+        self.samples = samples
+        self.pipeline = pipeline
+        self.preprocess = preprocess
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.drop_last = drop_last
+        self.on_missing_image = on_missing_image
+        self.epoch = 0
+        self._order = self._make_order()
+
+    def _make_order(self):
+        if not self.shuffle:
+            return np.arange(len(self.samples))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.samples))
+
+    def __len__(self):
+        n = len(self.samples) / self.batch_size
+        return math.floor(n) if self.drop_last else math.ceil(n)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._make_order()
+
+    def _reseed(self, index):
+        for t in getattr(self.pipeline, "transforms", []):
+            if hasattr(t, "rng"):
+                t.rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def load_sample(self, index):
+        """The transformed results dict of sample ``index`` (deterministic for an epoch)."""
+        self._reseed(index)
+        results = dict(self.samples[index])
+        results = self.pipeline(results)
+        if results is None:
+            raise ValueError(f"the pipeline dropped sample {index}; training pipelines must keep every sample")
+        return results
+
+    def __getitem__(self, batch_index):
+        indices = self._order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
+        crops, heatmaps, weights = [], [], []
+        for offset, index in enumerate(indices):
+            try:
+                results = self.load_sample(index)
+            except FileNotFoundError as err:
+                if self.on_missing_image == "raise":
+                    raise FileNotFoundError(
+                        f"{err} (sample {index}); fix the path or pass on_missing_image='skip'"
+                    ) from None
+                import warnings
+
+                warnings.warn(f"skipping sample {index}: {err}")
+                # Keep the batch full with a deterministic stand-in sample.
+                results = self.load_sample(self._order[(batch_index * self.batch_size + offset + 1) % len(self._order)])
+            crops.append(cv2.cvtColor(results["img"], cv2.COLOR_BGR2RGB))
+            heatmaps.append(np.transpose(results["heatmaps"], (1, 2, 0)))  # (K,h,w) -> (h,w,K)
+            weights.append(np.asarray(results["keypoint_weights"], np.float32).reshape(-1))
+        x = self.preprocess(np.stack(crops))
+        y = {"heatmaps": np.stack(heatmaps).astype(np.float32), "keypoint_weights": np.stack(weights)}
+        return x, y
