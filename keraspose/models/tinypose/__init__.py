@@ -1,0 +1,3 @@
+from keraspose.models.tinypose.tinypose_backbone import TinyPoseBackbone
+
+__all__ = ["TinyPoseBackbone"]
