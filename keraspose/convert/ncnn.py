@@ -1,32 +1,58 @@
-"""Convert PP-TinyPose's ncnn export (``.param`` graph + ``.bin`` weights) to a TopdownEstimator.
+"""PP-TinyPose from its ncnn export (``.param`` graph + ``.bin`` weights).
 
-The ``.param`` text lists layers in execution order: ``Type Name n_in n_out
-inputs... outputs... k=v...``. Every layer is mapped onto a node of
-:class:`~keraspose.models.tinypose.TinyPoseBackbone` (the last convolution,
-producing the heatmaps, becomes the HeatmapHead's ``final_layer``); an
-unknown layer type or an unexpected parameter pattern is an error naming the
-layer. The ``.bin`` holds each convolution's weights (a 4-byte tag
-``0x01306B47`` then float16 values, padded to 4 bytes) and bias (float32),
-in layer order; every byte must be consumed.
+PP-TinyPose is PaddleDetection's "wider naive" Lite-HRNet, i.e. a
+:class:`~keraspose.models.litehrnet.LiteHRNetBackbone` with
+:func:`~keraspose.models.litehrnet.tinypose_extra`, followed by a 1x1 conv to
+the 17 heatmaps. Its ncnn export has every BatchNorm folded into its conv, so
+the backbone is built with ``norm=False``.
+
+The ncnn graph is the ground truth. Rather than trusting layer order, the
+converter *walks* it: starting at the input blob, it follows the backbone's own
+structure (stem, transitions, shuffle units, fuses, head) and, at each step,
+takes the ncnn layer that reads the expected blob and has the expected type
+and parameters (kernel, stride, padding, groups, channels, ReLU; Slice,
+Concat, the Reshape-Permute-Reshape channel shuffle, Add, nearest and
+aligned-corners bilinear Interp). Any step with no matching layer is an error
+naming the blob and the layers that do read it; any ncnn layer left unused at
+the end is an error naming it. So a conversion that succeeds has mapped every
+layer of the graph onto the Keras model, with the same wiring.
+
+File formats: ``.param`` is ``7767517``, ``<layers> <blobs>``, then one line
+per layer: ``Type Name n_in n_out inputs... outputs... k=v...``. ``.bin``
+holds, per convolution in ``.param`` order, a 4-byte tag (``0x01306B47``:
+float16 values follow, padded to 4 bytes; ``0``: float32), the weights
+``(out, in/groups, kh, kw)``, then the float32 bias.
+
+Example:
+>>> from keraspose.convert.ncnn import load_tinypose  # doctest: +SKIP
+>>> tp = load_tinypose("tinypose_256x192.param", "tinypose_256x192.bin")  # doctest: +SKIP
+>>> tp["input_size"], tp["final_kernel"].shape  # doctest: +SKIP
+((192, 256), (1, 1, 40, 17))
 """
 
 import os
 import struct
 
+import keras
 import numpy as np
 
-from keraspose.codecs import MSRAHeatmap
+from keraspose import backend
 from keraspose.convert.mmpose import ConversionError
-from keraspose.models.heads import HeatmapHead
-from keraspose.models.tinypose import TinyPoseBackbone
-from keraspose.models.topdown_estimator import TopdownEstimator
+from keraspose.layers import ConvBN
+from keraspose.models.litehrnet import LiteHRNetBackbone, tinypose_extra
 
 _FP16_TAG = 0x01306B47
 _FP32_TAG = 0
+_CONV_TYPES = ("Convolution", "ConvolutionDepthWise")
+
+
+# --------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------
 
 
 def parse_param(path):
-    """The layers of an ncnn ``.param`` file as dicts (type, name, inputs, outputs, params)."""
+    """The layers of an ncnn ``.param`` file: dicts with type, name, inputs, outputs, params."""
     path = os.fspath(path)
     with open(path) as f:
         lines = [ln.split() for ln in f if ln.strip()]
@@ -35,170 +61,359 @@ def parse_param(path):
     layers = []
     for fields in lines[2:]:
         kind, name, n_in, n_out = fields[0], fields[1], int(fields[2]), int(fields[3])
-        ins = fields[4 : 4 + n_in]
-        outs = fields[4 + n_in : 4 + n_in + n_out]
         params = {}
         for kv in fields[4 + n_in + n_out :]:
             k, v = kv.split("=", 1)
             params[int(k)] = v
-        layers.append({"type": kind, "name": name, "inputs": ins, "outputs": outs, "params": params})
+        layers.append({
+            "type": kind, "name": name, "params": params,
+            "inputs": fields[4 : 4 + n_in], "outputs": fields[4 + n_in : 4 + n_in + n_out],
+        })
+    if int(lines[1][0]) != len(layers):
+        raise ConversionError(f"{path}: header says {lines[1][0]} layers, found {len(layers)}")
     return layers
 
 
-def _int(params, key, default):
-    return int(params.get(key, default))
+def _p(layer, key, default=0):
+    return int(layer["params"].get(key, default))
 
 
-def _to_nodes(layers, path):
-    """ncnn layers -> TinyPoseBackbone nodes (channel shuffles recognised)."""
-    nodes, input_name, i = [], None, 0
-    while i < len(layers):
-        layer = layers[i]
-        kind, p, name = layer["type"], layer["params"], layer["name"]
-        base = {"name": name, "inputs": layer["inputs"], "outputs": layer["outputs"]}
-        if kind == "Input":
-            input_name = layer["outputs"][0]
-        elif kind in ("Convolution", "ConvolutionDepthWise"):
-            k = _int(p, 1, 1)
-            if _int(p, 11, k) != k or _int(p, 2, 1) != 1:
-                raise ConversionError(f"{path}: layer {name}: only square, undilated kernels are supported")
-            activation = _int(p, 9, 0)
-            if activation not in (0, 1):
-                raise ConversionError(f"{path}: layer {name}: activation type {activation} is not supported")
-            nodes.append(dict(
-                base, op="conv", filters=_int(p, 0, 0), kernel_size=k, strides=_int(p, 3, 1),
-                padding=_int(p, 4, 0), groups=_int(p, 7, 1) if kind == "ConvolutionDepthWise" else 1,
-                relu=activation == 1, bias=_int(p, 5, 0) == 1, weight_count=_int(p, 6, 0),
-            ))
-        elif kind == "Split":
-            nodes.append(dict(base, op="split"))
-        elif kind == "Slice":
-            if p.get(-23300) not in (None, "2,-233,-233") or _int(p, 1, 0) != 0:
-                raise ConversionError(f"{path}: layer {name}: only an even 2-way channel Slice is supported")
-            nodes.append(dict(base, op="slice"))
-        elif kind == "Concat":
-            if _int(p, 0, 0) != 0:
-                raise ConversionError(f"{path}: layer {name}: only channel Concat is supported")
-            nodes.append(dict(base, op="concat"))
-        elif kind == "Reshape":
-            # Channel shuffle = Reshape(C -> g x C/g) + Permute(swap) + Reshape(back).
-            nxt = layers[i + 1 : i + 3]
-            if not (len(nxt) == 2 and nxt[0]["type"] == "Permute" and _int(nxt[0]["params"], 0, 0) == 2
-                    and nxt[1]["type"] == "Reshape"):
-                raise ConversionError(f"{path}: layer {name}: Reshape outside a channel-shuffle pattern")
-            nodes.append({
-                "name": name, "op": "shuffle", "groups": _int(p, 2, 1),
-                "inputs": layer["inputs"], "outputs": nxt[1]["outputs"],
-            })
-            i += 3
-            continue
-        elif kind == "Interp":
-            mode = _int(p, 0, 0)
-            if mode in (0, 1) and 1 in p:
-                factor = float(p[1])
-                if factor != float(p.get(2, factor)) or factor != int(factor):
-                    raise ConversionError(f"{path}: layer {name}: only equal integer nearest scales are supported")
-                nodes.append(dict(base, op="upsample", mode="nearest", factor=int(factor)))
-            elif mode == 2 and _int(p, 6, 0) == 1 and 3 in p:
-                nodes.append(dict(base, op="upsample", mode="bilinear", size=[_int(p, 3, 0), _int(p, 4, 0)]))
-            else:
-                raise ConversionError(f"{path}: layer {name}: Interp parameters {p} are not supported")
-        elif kind == "BinaryOp":
-            if _int(p, 0, 0) != 0 or len(layer["inputs"]) != 2:
-                raise ConversionError(f"{path}: layer {name}: only two-input BinaryOp add is supported")
-            nodes.append(dict(base, op="add"))
-        elif kind == "ReLU":
-            if float(p.get(0, 0)) != 0:
-                raise ConversionError(f"{path}: layer {name}: leaky ReLU is not supported")
-            nodes.append(dict(base, op="relu"))
-        else:
-            raise ConversionError(f"{path}: layer {name}: ncnn layer type {kind!r} is not supported")
-        i += 1
-    if input_name is None:
-        raise ConversionError(f"{path}: the graph has no Input layer")
-    return nodes, input_name
+def read_weights(bin_path, layers):
+    """``{conv layer name: (weights (out, in/g, k, k) float32, bias float32 or None)}``.
 
-
-def read_weights(bin_path, conv_nodes):
-    """``{conv name: (kernel (out, in/g, k, k) float32, bias or None)}`` from an ncnn ``.bin``."""
+    Every byte of the file must be consumed: a ``.bin`` that does not belong
+    to the ``.param`` fails here rather than loading shifted weights.
+    """
     bin_path = os.fspath(bin_path)
     with open(bin_path, "rb") as f:
         data = f.read()
     offset, weights = 0, {}
-    for node in conv_nodes:
-        count = node["weight_count"]
+    for layer in layers:
+        if layer["type"] not in _CONV_TYPES:
+            continue
+        name, out, k, count = layer["name"], _p(layer, 0), _p(layer, 1, 1), _p(layer, 6)
         if offset + 4 > len(data):
-            raise ConversionError(f"{bin_path}: file ends before the weights of {node['name']} (truncated?)")
+            raise ConversionError(f"{bin_path}: the file ends before the weights of {name}")
         (tag,) = struct.unpack_from("<I", data, offset)
         offset += 4
         if tag == _FP16_TAG:
-            size = count * 2
             values = np.frombuffer(data, np.float16, count, offset).astype(np.float32)
-            offset += (size + 3) // 4 * 4
+            offset += (count * 2 + 3) // 4 * 4
         elif tag == _FP32_TAG:
             values = np.frombuffer(data, np.float32, count, offset).copy()
             offset += count * 4
         else:
-            raise ConversionError(f"{bin_path}: unsupported weight storage tag {tag:#x} at {node['name']}")
+            raise ConversionError(f"{bin_path}: unsupported weight storage tag {tag:#x} at layer {name}")
         bias = None
-        if node["bias"]:
-            bias = np.frombuffer(data, np.float32, node["filters"], offset).copy()
-            offset += node["filters"] * 4
-        weights[node["name"]] = (values, bias)
+        if _p(layer, 5):
+            bias = np.frombuffer(data, np.float32, out, offset).copy()
+            offset += out * 4
         if offset > len(data):
-            raise ConversionError(f"{bin_path}: file ends inside the weights of {node['name']} (truncated?)")
+            raise ConversionError(f"{bin_path}: the file ends inside the weights of {name}")
+        weights[name] = (values.reshape(out, -1, k, k), bias)
     if offset != len(data):
         raise ConversionError(f"{bin_path}: {len(data) - offset} bytes left after the last layer; wrong .param?")
     return weights
 
 
-def convert_tinypose(param_path, bin_path, input_size=None, flip_test=True):
-    """A TopdownEstimator with PP-TinyPose's weights, from its ncnn files.
+# --------------------------------------------------------------------------
+# Walking the graph along the backbone's structure
+# --------------------------------------------------------------------------
 
-    ``input_size`` (width, height) defaults to 4x the heatmap size the graph
-    produces (PP-TinyPose's heatmaps are at 1/4 resolution).
+
+class _Walker:
+    """Takes ncnn layers one by one, each identified by the blob it reads and its parameters."""
+
+    def __init__(self, layers, path):
+        self.layers, self.path = layers, path
+        self.used = [False] * len(layers)
+        self.read = set()  # raw blob names some taken layer read
+        self.alias = {}  # output of a fan-out Split -> its input
+        for layer in layers:
+            if layer["type"] == "Split":
+                for out in layer["outputs"]:
+                    self.alias[out] = layer["inputs"][0]
+        self.assignments = []  # (ConvBN, ncnn conv layer)
+
+    def canon(self, blob):
+        while blob in self.alias:
+            blob = self.alias[blob]
+        return blob
+
+    def take(self, types, inputs, check, what):
+        """The first unused layer of ``types`` reading ``inputs`` (in order) that passes ``check``."""
+        want = [self.canon(b) for b in inputs]
+        readers = []
+        for idx, layer in enumerate(self.layers):
+            if self.used[idx] or layer["type"] == "Split":
+                continue
+            got = [self.canon(b) for b in layer["inputs"]]
+            if set(got) & set(want):
+                readers.append(layer)
+            if layer["type"] in types and got == want and check(layer):
+                self.used[idx] = True
+                self.read.update(layer["inputs"])
+                return layer
+        found = ", ".join(f"{r['type']} {r['name']} {r['params']}" for r in readers) or "none"
+        raise ConversionError(
+            f"{self.path}: expected {what} reading {inputs}, but no unused ncnn layer matches; "
+            f"unused layers reading it: {found}"
+        )
+
+    # -- one step per Keras-side operation ---------------------------------
+    def conv(self, layer, blob):
+        if not isinstance(layer, ConvBN) or layer.norm or not layer.use_bias:
+            raise ConversionError(f"{layer.name}: folded ncnn weights need ConvBN(norm=False, use_bias=True)")
+        act = {None: 0, "relu": 1}.get(layer.activation_name)
+        if act is None:
+            raise ConversionError(f"{layer.name}: activation {layer.activation_name!r} has no ncnn counterpart here")
+        depthwise = layer.groups > 1
+
+        def check(n):
+            return (
+                n["type"] == ("ConvolutionDepthWise" if depthwise else "Convolution")
+                and _p(n, 0) == layer.filters and _p(n, 1, 1) == layer.kernel_size
+                and _p(n, 11, _p(n, 1, 1)) == layer.kernel_size and _p(n, 2, 1) == layer.dilation
+                and _p(n, 3, 1) == layer.strides and _p(n, 4) == layer.padding
+                and _p(n, 7, 1) == layer.groups and _p(n, 5) == 1 and _p(n, 9) == act
+            )
+
+        what = (f"a {layer.kernel_size}x{layer.kernel_size} {'depthwise ' if depthwise else ''}conv "
+                f"to {layer.filters} channels, stride {layer.strides}{', ReLU' if act else ''} (for {layer.name})")
+        node = self.take(_CONV_TYPES, [blob], check, what)
+        self.assignments.append((layer, node))
+        return node["outputs"][0]
+
+    def convs(self, layers, blob):
+        for layer in layers:
+            blob = self.conv(layer, blob)
+        return blob
+
+    def halves(self, blob):
+        node = self.take(("Slice",), [blob], lambda n: n["params"].get(-23300) == "2,-233,-233"
+                         and _p(n, 1) == 0, "an even 2-way channel Slice")
+        return node["outputs"]
+
+    def concat_shuffle(self, a, b):
+        cat = self.take(("Concat",), [a, b], lambda n: _p(n, 0) == 0, "a channel Concat")["outputs"][0]
+        # ncnn's channel shuffle: Reshape to (groups, C/groups, HW), swap, Reshape back.
+        r1 = self.take(("Reshape",), [cat], lambda n: _p(n, 2) == 2, "the Reshape of a 2-group channel shuffle")
+        perm = self.take(("Permute",), r1["outputs"], lambda n: _p(n, 0) == 2, "the Permute of a channel shuffle")
+        return self.take(("Reshape",), perm["outputs"], lambda n: True, "the last Reshape of a channel shuffle")["outputs"][0]
+
+    def add(self, a, b):
+        node = self.take(("BinaryOp",), [a, b], lambda n: _p(n, 0) == 0, "an Add")
+        return node["outputs"][0]
+
+    def add_any_order(self, a, b):
+        try:
+            return self.add(a, b)
+        except ConversionError:
+            return self.add(b, a)
+
+    def relu(self, blob):
+        return self.take(("ReLU",), [blob], lambda n: float(n["params"].get(0, 0)) == 0, "a ReLU")["outputs"][0]
+
+    def upsample_nearest(self, blob, factor):
+        node = self.take(("Interp",), [blob], lambda n: _p(n, 0) == 1 and float(n["params"].get(1, 1)) == factor
+                         and float(n["params"].get(2, 1)) == factor, f"a nearest Interp x{factor}")
+        return node["outputs"][0]
+
+    def upsample_bilinear(self, blob, size):
+        node = self.take(("Interp",), [blob], lambda n: _p(n, 0) == 2 and _p(n, 6) == 1
+                         and (_p(n, 3), _p(n, 4)) == tuple(size), f"an aligned-corners bilinear Interp to {size}")
+        return node["outputs"][0]
+
+    # -- the backbone --------------------------------------------------------
+    def backbone(self, net, blob, size):
+        """``size``: (H, W) of the stem output (1/4 of the input)."""
+        stem = net.stem
+        a, b = self.halves(self.conv(stem.conv1, blob))
+        ys = [self.concat_shuffle(self.convs(stem.branch1, a),
+                                  self.convs([stem.expand_conv, stem.depthwise_conv, stem.linear_conv], b))]
+        for transition, modules in zip(net.transitions, net.stages):
+            xs = [ys[i] if path is None else self.convs(path, ys[i] if i < len(ys) else ys[-1])
+                  for i, path in enumerate(transition)]
+            for module in modules:
+                xs = self.module(module, xs)
+            ys = xs
+        if net.head is not None:
+            sizes = [(size[0] >> i, size[1] >> i) for i in range(len(ys))]
+            out, last = [], None
+            for x, project, hw in zip(ys[::-1], net.head.projects, sizes[::-1]):
+                if last is not None:
+                    x = self.add_any_order(x, self.upsample_bilinear(last, hw))
+                last = self.convs(project, x)
+                out.append(last)
+            ys = out[::-1]
+        return ys[0]
+
+    def module(self, module, xs):
+        if module.module_type != "NAIVE":
+            raise ConversionError(f"{module.name}: only NAIVE modules occur in PP-TinyPose's ncnn graph")
+        out = []
+        for units, x in zip(module.blocks, xs):
+            for unit in units:
+                a, b = self.halves(x)
+                x = self.concat_shuffle(a, self.convs(unit.branch2, b))
+            out.append(x)
+        xs = out
+        if not module.fuse:
+            return xs
+
+        def path(i, j, blob):
+            blob = self.convs(module.fuse[i][j], blob)
+            return self.upsample_nearest(blob, 2 ** (j - i)) if j > i else blob
+
+        fused, sum0 = [], None
+        for i in range(len(module.fuse)):
+            z = xs[0] if i == 0 else path(i, 0, sum0)
+            y = self.add(z, z)  # branch 0 counted twice (see LiteHRModule.call)
+            for j in range(1, len(xs)):
+                y = self.add_any_order(y, xs[j] if j == i else path(i, j, xs[j]))
+            if i == 0:
+                sum0 = y
+            fused.append(self.relu(y))
+        return fused
+
+    def finish(self, output_blob):
+        """Every layer used, every fan-out branch read, and ``output_blob`` the graph's output."""
+        for idx, layer in enumerate(self.layers):
+            if layer["type"] == "Input":
+                continue
+            if layer["type"] == "Split":
+                unread = [o for o in layer["outputs"] if o not in self.read]
+                if unread:
+                    raise ConversionError(f"{self.path}: outputs {unread} of ncnn layer {layer['name']} were never read")
+            elif not self.used[idx]:
+                raise ConversionError(
+                    f"{self.path}: ncnn layer {layer['type']} {layer['name']} (reading {layer['inputs']}) "
+                    "has no counterpart in the Keras model"
+                )
+        readers = [l["name"] for l in self.layers if output_blob in l["inputs"]]
+        if readers:
+            raise ConversionError(f"{self.path}: {output_blob} should be the graph's output but {readers} read it")
+
+
+def _graph_input(layers, path):
+    inputs = [l for l in layers if l["type"] == "Input"]
+    if len(inputs) != 1:
+        raise ConversionError(f"{path}: expected one Input layer, found {len(inputs)}")
+    return inputs[0]["outputs"][0]
+
+
+def tinypose_input_size(layers, path="<param>"):
+    """Network input ``(width, height)``: 4x the size the head's last bilinear Interp produces."""
+    sizes = [(_p(l, 4), _p(l, 3)) for l in layers if l["type"] == "Interp" and _p(l, 0) == 2]
+    if not sizes:
+        raise ConversionError(f"{path}: no bilinear Interp to read the input size from")
+    w, h = sizes[-1]
+    return (4 * w, 4 * h)
+
+
+# --------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------
+
+
+def load_ncnn_weights(backbone, final_layer, param_path, bin_path):
+    """Load PP-TinyPose's ncnn weights into a built ``backbone`` and ``final_layer``.
+
+    Args:
+        backbone: a built :class:`LiteHRNetBackbone` with ``norm=False``
+            (e.g. ``LiteHRNetBackbone(tinypose_extra(), norm=False)``, called
+            once on an input of the model's size).
+        final_layer: the built 1x1 heatmap conv (a :class:`ConvBN` with
+            ``norm=False`` and a bias, such as ``HeatmapHead.final_layer``).
+
+    Returns:
+        ``[(keras layer path, ncnn layer name)]`` for every convolution loaded.
+
+    Raises:
+        ConversionError: naming the ncnn layer or blob where the graph and
+            the Keras model differ, or a layer of the graph left unused.
+    """
+    param_path = os.fspath(param_path)
+    layers = parse_param(param_path)
+    weights = read_weights(bin_path, layers)
+    w, h = tinypose_input_size(layers, param_path)
+    walker = _Walker(layers, param_path)
+    feat = walker.backbone(backbone, _graph_input(layers, param_path), (h // 4, w // 4))
+    out = walker.conv(final_layer, feat)
+    walker.finish(out)
+    loaded = []
+    for layer, node in walker.assignments:
+        if not layer.built:
+            raise ConversionError(f"{layer.name}: build the model (call it once) before loading weights")
+        values, bias = weights[node["name"]]
+        kernel = values.transpose(2, 3, 1, 0)  # (out, in/g, kh, kw) -> Keras (kh, kw, in/g, out)
+        if tuple(layer.kernel.shape) != kernel.shape:
+            raise ConversionError(
+                f"ncnn layer {node['name']}: weights {kernel.shape} do not fit {layer.name} {tuple(layer.kernel.shape)}"
+            )
+        layer.kernel.assign(kernel)
+        layer.bias.assign(bias)
+        loaded.append((layer.path, node["name"]))
+    return loaded
+
+
+def load_tinypose(param_path, bin_path, data_format=None):
+    """PP-TinyPose's backbone with its weights, and its heatmap conv as arrays.
+
+    Returns:
+        dict with ``backbone`` (a built :class:`LiteHRNetBackbone`, weights
+        loaded, named ``"backbone"``), ``final_kernel`` (``(1, 1, 40, K)``
+        float32, Keras layout), ``final_bias`` (``(K,)``), ``input_size``
+        ``(width, height)`` and ``num_keypoints`` K.
+
+    Example:
+    >>> tp = load_tinypose("tinypose_128x96.param", "tinypose_128x96.bin")  # doctest: +SKIP
+    >>> feats = tp["backbone"](crops)  # doctest: +SKIP
+    """
+    param_path = os.fspath(param_path)
+    layers = parse_param(param_path)
+    w, h = tinypose_input_size(layers, param_path)
+    backbone = LiteHRNetBackbone(tinypose_extra(), norm=False, data_format=data_format, name="backbone")
+    df = backbone.data_format
+    num_keypoints = _p(layers[-1], 0)
+    final = ConvBN(num_keypoints, 1, norm=False, use_bias=True, data_format=data_format, name="final_layer")
+    with backend.inference_mode():
+        x = np.zeros((1, 3, h, w) if df == "channels_first" else (1, h, w, 3), "float32")
+        final(backbone(x)[0])
+    load_ncnn_weights(backbone, final, param_path, bin_path)
+    return {
+        "backbone": backbone,
+        "final_kernel": keras.ops.convert_to_numpy(final.kernel),
+        "final_bias": keras.ops.convert_to_numpy(final.bias),
+        "input_size": (w, h),
+        "num_keypoints": num_keypoints,
+    }
+
+
+def convert_tinypose(param_path, bin_path, input_size=None, flip_test=True, data_format=None):
+    """A :class:`~keraspose.TopdownEstimator` with PP-TinyPose's weights, from its ncnn files.
+
+    Backbone from :func:`load_tinypose`; a ``HeatmapHead`` whose
+    ``final_layer`` gets the heatmap conv; ``MSRAHeatmap`` (sigma 2) decoding;
+    RGB ImageNet normalisation, as PP-TinyPose was trained.
 
     Example:
     >>> model = convert_tinypose("tinypose_256x192.param", "tinypose_256x192.bin")  # doctest: +SKIP
     """
-    layers = parse_param(param_path)
-    nodes, input_name = _to_nodes(layers, os.fspath(param_path))
-    final = nodes[-1]
-    if final["op"] != "conv" or final["relu"] or final["kernel_size"] != 1:
-        raise ConversionError(f"{param_path}: the last layer should be the 1x1 heatmap convolution")
-    conv_nodes = [n for n in nodes if n["op"] == "conv"]
-    weights = read_weights(bin_path, conv_nodes)
-    num_keypoints = final["filters"]
-    if input_size is None:
-        last_bilinear = [n for n in nodes if n["op"] == "upsample" and n["mode"] == "bilinear"]
-        if not last_bilinear:
-            raise ConversionError("cannot infer the input size; pass input_size=(width, height)")
-        h, w = last_bilinear[-1]["size"]
-        input_size = (4 * w, 4 * h)
-    backbone_nodes = [dict(n) for n in nodes[:-1]]
-    for n in backbone_nodes:
-        n.pop("weight_count", None)
-        n.pop("bias", None)
-    backbone = TinyPoseBackbone(backbone_nodes, input_name, final["inputs"][0], name="backbone")
-    w, h = input_size
+    from keraspose.codecs import MSRAHeatmap
+    from keraspose.models.heads import HeatmapHead
+    from keraspose.models.topdown_estimator import TopdownEstimator
+
+    tp = load_tinypose(param_path, bin_path, data_format=data_format)
+    w, h = input_size or tp["input_size"]
     codec = MSRAHeatmap(input_size=(w, h), heatmap_size=(w // 4, h // 4), sigma=2.0)
-    head = HeatmapHead(num_keypoints, codec=codec, name="head")
+    head = HeatmapHead(tp["num_keypoints"], codec=codec, data_format=data_format, name="head")
     model = TopdownEstimator(
-        backbone, head, metainfo="coco", input_size=(w, h),
+        tp["backbone"], head, metainfo="coco", input_size=(w, h),
         mean=(0.485 * 255, 0.456 * 255, 0.406 * 255), std=(0.229 * 255, 0.224 * 255, 0.225 * 255),
         channel_order="rgb", flip_test=flip_test, shift_heatmap=True,
     )
     model.build()
-    targets = [(backbone.conv_layer(n["name"]), n) for n in conv_nodes[:-1]] + [(head.final_layer, final)]
-    for layer, node in targets:
-        values, bias = weights[node["name"]]
-        want = tuple(layer.kernel.shape)  # (k, k, in/g, out)
-        if values.size != int(np.prod(want)):
-            raise ConversionError(
-                f"{node['name']}: {values.size} weights in the .bin, the layer needs {want}"
-            )
-        k = node["kernel_size"]
-        kernel = values.reshape(node["filters"], -1, k, k).transpose(2, 3, 1, 0)
-        layer.kernel.assign(kernel)
-        layer.bias.assign(bias)
+    head.final_layer.kernel.assign(tp["final_kernel"])
+    head.final_layer.bias.assign(tp["final_bias"])
     return model
