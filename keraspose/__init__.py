@@ -46,6 +46,7 @@ from keraspose.metainfo import DatasetMetainfo, load_metainfo  # noqa: E402
 from keraspose.models.heads import HeatmapHead  # noqa: E402
 from keraspose.models.hrnet import HRNetBackbone, hrnet_extra  # noqa: E402
 from keraspose.models.resnet import ResNetBackbone  # noqa: E402
+from keraspose.models.tinypose import TinyPoseBackbone  # noqa: E402
 from keraspose.models.topdown_estimator import PoseResult, TopdownEstimator, load_image  # noqa: E402
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "MSRAHeatmap",
     "PoseResult",
     "ResNetBackbone",
+    "TinyPoseBackbone",
     "TopdownEstimator",
     "UDPHeatmap",
     "from_mmpose",
