@@ -175,7 +175,13 @@ def save_visualization(path, image, result, metainfo=None, jpeg_quality=90, **kw
         raise ValueError(f"{path}: cannot tell the image format from {ext or 'no extension'!r}; "
                          f"use one of {', '.join(sorted(_WRITABLE))}")
     canvas = visualize(image, result, metainfo=metainfo, **kwargs)
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext in (".jpg", ".jpeg") else []
+    params = []
+    if ext in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+        # JPEG's default 4:2:0 chroma subsampling smears thin saturated lines
+        # and small dots (green turns olive); full-resolution colour keeps them crisp.
+        if hasattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR"):
+            params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     ok, encoded = cv2.imencode(ext, cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise ValueError(f"{path}: OpenCV could not encode the picture as {ext}")

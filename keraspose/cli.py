@@ -1,0 +1,599 @@
+"""The ``keraspose`` command: predict poses, convert MMPose checkpoints, manage presets.
+
+Run ``keraspose --help`` (or ``python -m keraspose --help``) for the
+subcommands, and ``keraspose SUBCOMMAND --help`` for each one's options and
+examples. The Keras backend is chosen with the ``KERAS_BACKEND`` environment
+variable, as for the library.
+
+Every user error (a missing file, an unknown preset, a malformed boxes file)
+is reported as one ``keraspose: error: ...`` line on stderr with exit code 2;
+``--debug`` shows the full traceback instead.
+
+Example:
+>>> from keraspose.cli import main
+>>> main(["predict", "examples/images", "--bboxes", "examples/images/boxes.json", "--out", "poses"])  # doctest: +SKIP
+000000129648.jpg: 9 people, 121/153 keypoints >= 0.3 -> poses/000000129648_pose.jpg, poses/000000129648_pose.json
+...
+0
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import traceback
+
+__all__ = ["main", "build_parser", "read_bboxes", "find_images", "CLIError"]
+
+DEFAULT_PRESET = "tinypose_coco_256x192"
+DEFAULT_OUT = "keraspose_output"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+COCO_PERSON_CATEGORY = 1
+
+
+class CLIError(Exception):
+    """A user error: reported as one line on stderr, exit code 2."""
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+def find_images(inputs):
+    """Image paths from files and folders (folders: their images, sorted, not recursive).
+
+    A file named explicitly is taken whatever its extension (decoding tells
+    whether it is an image); a folder contributes files with an image
+    extension (``.jpg .jpeg .png .bmp .webp .tif .tiff``, any case).
+
+    >>> find_images(["examples/images"])[:1]  # doctest: +SKIP
+    ['examples/images/000000129648.jpg']
+    """
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(
+                os.path.join(item, name) for name in os.listdir(item)
+                if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(item, name))
+            )
+            if not found:
+                raise CLIError(f"no images found in folder {item} (looked for {' '.join(IMAGE_EXTENSIONS)})")
+            paths += found
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise CLIError(f"input not found: {item} (pass image files or folders of images)")
+    return paths
+
+
+def _box_list(value, where):
+    if not isinstance(value, list):
+        raise CLIError(f"{where}: expected a list of [x1, y1, x2, y2] boxes, got {type(value).__name__}")
+    boxes = []
+    for i, box in enumerate(value):
+        if isinstance(box, dict) and "bbox" in box:  # {"bbox": [...], "score": s} entries are fine too
+            box = box["bbox"]
+        if (not isinstance(box, list) or len(box) != 4
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
+            raise CLIError(f"{where}[{i}]: expected [x1, y1, x2, y2] (4 numbers), got {json.dumps(box)}")
+        x1, y1, x2, y2 = (float(v) for v in box)
+        if x2 <= x1 or y2 <= y1:
+            raise CLIError(
+                f"{where}[{i}] = {json.dumps(box)} has x2 <= x1 or y2 <= y1; boxes are corners [x1, y1, x2, y2] "
+                "(for COCO-style [x, y, width, height] use the COCO results format, see --help)"
+            )
+        boxes.append([x1, y1, x2, y2])
+    return boxes
+
+
+def read_bboxes(path, box_threshold=0.0):
+    """Read a boxes file into ``{key: [[x1, y1, x2, y2], ...]}``.
+
+    Two formats are accepted:
+
+    * a mapping from image file name (or the path as given on the command
+      line) to a list of corner boxes ``[x1, y1, x2, y2]`` in pixels::
+
+          {"street.jpg": [[12, 30, 200, 410], [220, 41, 380, 400]], "empty.jpg": []}
+
+    * COCO detection results: a list of ``{"image_id": 42 | "file_name":
+      "x.jpg", "bbox": [x, y, width, height], "score": 0.9, "category_id": 1}``
+      (what MMDetection and the COCO API write). ``image_id`` matches files
+      whose name is that number (COCO's ``000000000042.jpg``); entries whose
+      ``category_id`` is not 1 (person) or whose score is below
+      ``box_threshold`` are dropped.
+
+    Keys of COCO results are returned as ``"id:42"`` or the file name.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise CLIError(f"boxes file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CLIError(f"boxes file {path} is not valid JSON: {err}") from None
+    if isinstance(data, dict):
+        return {str(key): _box_list(value, f"{path}: {key!r}") for key, value in data.items()}
+    if isinstance(data, list):
+        boxes = {}
+        for i, entry in enumerate(data):
+            where = f"{path}: entry {i}"
+            if not isinstance(entry, dict) or "bbox" not in entry:
+                raise CLIError(f"{where}: expected {{'image_id' or 'file_name', 'bbox': [x, y, w, h], 'score'}}")
+            if "file_name" in entry:
+                key = os.path.basename(str(entry["file_name"]))
+            elif "image_id" in entry:
+                key = f"id:{entry['image_id']}"
+            else:
+                raise CLIError(f"{where}: has neither 'image_id' nor 'file_name'")
+            boxes.setdefault(key, [])  # an image listed with only dropped entries has no people
+            if entry.get("category_id", COCO_PERSON_CATEGORY) != COCO_PERSON_CATEGORY:
+                continue
+            if float(entry.get("score", 1.0)) < box_threshold:
+                continue
+            xywh = entry["bbox"]
+            if not isinstance(xywh, list) or len(xywh) != 4:
+                raise CLIError(f"{where}: 'bbox' must be [x, y, width, height], got {json.dumps(xywh)}")
+            x, y, w, h = xywh
+            boxes[key] += _box_list([[x, y, x + w, y + h]], where)
+        return boxes
+    raise CLIError(
+        f"boxes file {path}: expected a JSON object {{image file name: [[x1, y1, x2, y2], ...]}} "
+        "or a COCO detection-results list"
+    )
+
+
+def _boxes_for(image_path, boxes):
+    """The boxes of one image (None when the boxes file does not list it)."""
+    name = os.path.basename(image_path)
+    stem = os.path.splitext(name)[0]
+    for key in (image_path, os.path.normpath(image_path), name):
+        if key in boxes:
+            return boxes[key]
+    if stem.isdigit():  # COCO results refer to images by numeric id
+        return boxes.get(f"id:{int(stem)}")
+    return None
+
+
+def _unique_stem(path, used):
+    stem = os.path.splitext(os.path.basename(path))[0]
+    candidate, n = stem, 1
+    while candidate in used:  # a/x.jpg and b/x.jpg must not overwrite each other's output
+        n += 1
+        candidate = f"{stem}_{n}"
+    used.add(candidate)
+    return candidate
+
+
+# ---------------------------------------------------------------------------
+# Subcommands
+# ---------------------------------------------------------------------------
+def _load_model(preset):
+    from keraspose.models.topdown_estimator import TopdownEstimator
+
+    try:
+        return TopdownEstimator.from_preset(preset)
+    except (OSError, ValueError) as err:  # FileNotFoundError, PresetUnavailableError, bad config
+        raise CLIError(f"cannot load preset {preset!r}: {err}") from err
+
+
+def cmd_predict(args):
+    import numpy as np
+
+    from keraspose.models.topdown_estimator import _check_bboxes, load_image
+    from keraspose.utils.atomic import atomic_write
+    from keraspose.visualization import save_visualization
+
+    images = find_images(args.inputs)
+    boxes = read_bboxes(args.bboxes, args.box_threshold) if args.bboxes else None
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    model = _load_model(args.preset)
+    metainfo = model.metainfo
+    os.makedirs(args.out, exist_ok=True)
+    used_stems = set()
+    start = time.perf_counter()
+    total_people = 0
+    for path in images:
+        try:
+            rgb = load_image(path, name=path)
+        except ValueError as err:
+            raise CLIError(str(err)) from err
+        h, w = rgb.shape[:2]
+        note = ""
+        image_boxes = _boxes_for(path, boxes) if boxes is not None else None
+        if boxes is not None and image_boxes is None:
+            note = f" (not in {os.path.basename(args.bboxes)}: whole image used as one person)"
+        try:
+            checked = _check_bboxes(image_boxes, rgb.shape, f"{args.bboxes}: {os.path.basename(path)}")
+        except ValueError as err:
+            raise CLIError(str(err)) from err
+        result = model.predict(rgb, bboxes=checked, batch_size=args.batch_size,
+                               flip_test=False if args.no_flip else None)
+        result.image_path = path
+        stem = _unique_stem(path, used_stems)
+        picture = os.path.join(args.out, f"{stem}_pose.jpg")
+        record = os.path.join(args.out, f"{stem}_pose.json")
+        save_visualization(picture, rgb, result, metainfo=metainfo, score_threshold=args.score_threshold)
+        payload = {
+            "image": path,
+            "width": w,
+            "height": h,
+            "preset": args.preset,
+            "keypoint_names": list(metainfo.keypoint_names),
+            "skeleton_links": [list(link) for link in metainfo.skeleton_links],
+            "instances": [
+                {
+                    "bbox": [float(v) for v in result.bboxes[i]],
+                    "keypoints": result.keypoints[i].astype(float).tolist(),
+                    "keypoint_scores": result.keypoint_scores[i].astype(float).tolist(),
+                    "score": float(np.mean(result.keypoint_scores[i])),
+                }
+                for i in range(len(result))
+            ],
+        }
+        with atomic_write(record, "w") as f:
+            json.dump(payload, f, indent=1)
+            f.write("\n")
+        people = len(result)
+        total_people += people
+        shown = int((result.keypoint_scores >= args.score_threshold).sum())
+        print(
+            f"{os.path.basename(path)}: {people} {'person' if people == 1 else 'people'}, "
+            f"{shown}/{result.keypoint_scores.size} keypoints >= {args.score_threshold:g} -> {picture}, {record}{note}",
+            flush=True,
+        )
+    elapsed = time.perf_counter() - start
+    print(f"done: {len(images)} image{'s' * (len(images) != 1)}, {total_people} people, {elapsed:.1f}s; "
+          f"results in {args.out}")
+    return 0
+
+
+def cmd_convert_mmpose(args):
+    from keraspose.convert import from_mmpose
+
+    for path, what in ((args.config, "MMPose config"), (args.checkpoint, "checkpoint")):
+        if not os.path.isfile(path):
+            raise CLIError(f"{what} not found: {path}")
+    if os.path.exists(args.out) and os.listdir(args.out) and not args.overwrite:
+        raise CLIError(f"{args.out} already exists and is not empty; pass --overwrite to replace it")
+    try:
+        model = from_mmpose(args.config, args.checkpoint, metainfo=args.metainfo)
+    except (ValueError, KeyError) as err:  # ConversionError is a ValueError
+        raise CLIError(f"cannot convert {args.checkpoint} with {args.config}: {err}") from err
+    metadata = {
+        "name": args.name or os.path.basename(os.path.normpath(args.out)),
+        "source_checkpoint": os.path.basename(args.checkpoint),
+        "mmpose_config": os.path.basename(args.config),
+    }
+    if args.license:
+        metadata["license"] = args.license
+    model.save_to_preset(args.out, metadata=metadata, overwrite=args.overwrite)
+    params = sum(int(math.prod(v.shape)) for v in model.weights)
+    w, h = model.input_size
+    print(f"converted {args.checkpoint} -> {args.out} ({params:,} parameters, {model.metainfo.num_keypoints} "
+          f"{model.metainfo.dataset_name} keypoints, input {h}x{w})")
+    print(f"use it with:  keraspose predict IMAGES --preset {args.out}")
+    return 0
+
+
+def cmd_upload(args):
+    from keraspose.presets import upload_preset
+
+    handle = args.handle if args.handle.startswith("hf://") else f"hf://{args.handle}"
+    if not os.path.isdir(args.preset_dir):
+        raise CLIError(f"preset directory not found: {args.preset_dir}")
+    url = upload_preset(handle, args.preset_dir, private=args.private, commit_message=args.message)
+    print(f"uploaded {args.preset_dir} to {handle}: {url}")
+    print(f"load it with:  keraspose predict IMAGES --preset {handle}")
+    return 0
+
+
+def _format_params(n):
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.0f}K"
+
+
+def _format_size(input_size):
+    # MMPose names models by height x width ("256x192"); input_size is (w, h).
+    return f"{input_size[1]}x{input_size[0]}" if input_size else "-"
+
+
+def _availability(entry):
+    if entry.get("bundled"):
+        return "bundled"
+    if entry.get("hub_handle"):
+        return "hub"
+    if entry.get("checkpoint_url"):
+        return "convert"
+    return "-"
+
+
+def cmd_presets(args):
+    from keraspose.presets import get_catalogue_entry, list_presets
+
+    rows = []
+    for name in list_presets():
+        entry = get_catalogue_entry(name)
+        ap = entry.get("reported_ap")
+        rows.append((
+            name,
+            f"{ap:.3f}" if isinstance(ap, (int, float)) else "-",
+            _format_params(entry.get("num_parameters")),
+            _format_size(entry.get("input_size")),
+            str(entry.get("num_keypoints", "-")),
+            _availability(entry),
+        ))
+    header = ("NAME", "COCO AP", "PARAMS", "INPUT", "KEYPOINTS", "SOURCE")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print("\nSOURCE: bundled = ships with keraspose; hub = downloaded from the Hugging Face Hub on first use; "
+          "convert = official MMPose checkpoint downloaded and converted on first use.")
+    print("Details: keraspose info NAME")
+    return 0
+
+
+def _print_fields(fields):
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        if value is None or value == "" or value == []:
+            continue
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        print(f"{key.ljust(width)}  {value}")
+
+
+def cmd_info(args):
+    from keraspose.presets import get_catalogue_entry, load_preset_config, load_preset_metadata, parse_handle
+
+    try:
+        parsed = parse_handle(args.preset)
+    except (ValueError, FileNotFoundError) as err:
+        raise CLIError(str(err)) from err
+    if parsed.kind == "catalogue":
+        # A catalogue name: describe it from the catalogue, without downloading anything.
+        try:
+            entry = get_catalogue_entry(parsed.value)
+        except ValueError as err:
+            raise CLIError(str(err)) from err
+        _print_fields([
+            ("preset", entry["name"]),
+            ("description", entry.get("description")),
+            ("class", entry.get("class")),
+            ("input (HxW)", _format_size(entry.get("input_size"))),
+            ("keypoints", f"{entry.get('num_keypoints', '-')} ({entry.get('dataset', '?')})"),
+            ("parameters", f"{entry['num_parameters']:,}" if entry.get("num_parameters") else None),
+            ("reported AP", entry.get("reported_ap")),
+            ("metrics", entry.get("reported_metrics")),
+            ("metrics source", entry.get("metrics_source")),
+            ("license", entry.get("license")),
+            ("source", _availability(entry)),
+            ("hub handle", entry.get("hub_handle")),
+            ("mmpose config", entry.get("mmpose_config")),
+            ("checkpoint", entry.get("checkpoint_url")),
+        ])
+        return 0
+    if parsed.kind == "hf":
+        from keraspose.presets import resolve_preset
+
+        preset_dir = resolve_preset(args.preset)
+    else:
+        preset_dir = parsed.value
+    config = load_preset_config(preset_dir)
+    metadata = load_preset_metadata(preset_dir)
+    inner = config.get("config", {})
+
+    def class_of(key):
+        sub = inner.get(key)
+        return sub.get("class_name") if isinstance(sub, dict) else None
+
+    metainfo = (inner.get("metainfo") or {}).get("config", {}) if isinstance(inner.get("metainfo"), dict) else {}
+    input_size = inner.get("input_size") or metadata.get("input_size")
+    _print_fields([
+        ("preset", metadata.get("name") or args.preset),
+        ("directory", preset_dir),
+        ("description", metadata.get("description")),
+        ("class", metadata.get("class_name") or config.get("class_name")),
+        ("backbone", class_of("backbone")),
+        ("neck", class_of("neck")),
+        ("head", class_of("head")),
+        ("input (HxW)", _format_size(input_size)),
+        ("keypoints", f"{metadata.get('num_keypoints', len(metainfo.get('keypoint_names', [])))} "
+                      f"({metainfo.get('dataset_name', '?')})"),
+        ("flip test", inner.get("flip_test")),
+        ("parameters", f"{metadata['num_parameters']:,}" if metadata.get("num_parameters") else None),
+        ("metrics", metadata.get("metrics")),
+        ("license", metadata.get("license")),
+        ("source checkpoint", metadata.get("source_checkpoint")),
+        ("mmpose config", metadata.get("mmpose_config")),
+        ("saved with", " ".join(f"{k}={metadata[k]}" for k in ("keraspose_version", "keras_version", "backend")
+                                if metadata.get(k))),
+        ("weights sha256", (metadata.get("weights") or {}).get("sha256")),
+    ])
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Parser
+# ---------------------------------------------------------------------------
+_MAIN_EPILOG = """\
+examples:
+  keraspose predict examples/images --bboxes examples/images/boxes.json --out poses
+  keraspose predict photo.jpg                      # whole image = one person
+  keraspose presets                                # models you can use with --preset
+  keraspose info tinypose_coco_256x192
+  keraspose convert mmpose config.json model.pth --out my_preset
+  keraspose upload hf://me/my_preset my_preset
+
+The Keras backend comes from KERAS_BACKEND (torch, tensorflow or jax), e.g.
+  KERAS_BACKEND=tensorflow keraspose predict photo.jpg
+"""
+
+_PREDICT_EPILOG = f"""\
+examples:
+  keraspose predict photo.jpg
+  keraspose predict examples/images --bboxes examples/images/boxes.json --out poses
+  keraspose predict a.jpg b.png frames/ --preset hrnet_w32_coco --no-flip
+
+output (in --out, default {DEFAULT_OUT}/), per image:
+  <stem>_pose.jpg   the image with keypoints, skeleton and boxes drawn
+  <stem>_pose.json  {{"image", "width", "height", "preset", "keypoint_names",
+                     "skeleton_links", "instances": [{{"bbox": [x1, y1, x2, y2],
+                     "keypoints": [[x, y], ...], "keypoint_scores": [...],
+                     "score"}}]}}  (pixels of the original image)
+
+boxes file (--bboxes): person boxes, because keraspose is a top-down model
+(it estimates the pose of each given person; it does not detect people).
+  1. {{"photo.jpg": [[x1, y1, x2, y2], ...], ...}}   corners in pixels, keyed
+     by file name (or path as typed); [] means no people in that image.
+  2. COCO detection results: [{{"image_id": 42, "bbox": [x, y, w, h],
+     "score": 0.98, "category_id": 1}}, ...]; "file_name" may replace
+     "image_id" (which matches 000000000042.jpg). Non-person categories and
+     scores below --box-threshold are dropped.
+Images the boxes file does not list, and every image without --bboxes, are
+treated as one person filling the whole image.
+"""
+
+_CONVERT_EPILOG = """\
+CONFIG_JSON is the model part of an MMPose 1.x config (the model=dict(...)),
+dumped to JSON with MMPose, e.g.
+  python -c "from mmengine import Config; import json; \\
+    json.dump(Config.fromfile('td-hm_hrnet-w32_8xb64-210e_coco-256x192.py').model, open('cfg.json', 'w'))"
+(.py configs are code and are never executed by keraspose.)
+
+example:
+  keraspose convert mmpose cfg.json td-hm_hrnet-w32_8xb64-210e_coco-256x192-81c58e40_20220909.pth --out hrnet_w32
+  keraspose predict photo.jpg --preset hrnet_w32
+"""
+
+_UPLOAD_EPILOG = """\
+The preset is validated (files complete, weights checksum, loads, finite
+forward pass) before anything is sent. Log in first with `hf auth login` or
+set HF_TOKEN to a token with write access.
+
+example:
+  keraspose upload hf://me/hrnet_w32_coco hrnet_w32 --private
+  keraspose predict photo.jpg --preset hf://me/hrnet_w32_coco
+"""
+
+_PRESET_HELP = "a catalogue name (see `keraspose presets`), a preset directory, or hf://owner/repo[@revision]"
+
+
+def build_parser():
+    """The argparse parser of the ``keraspose`` command."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a --debug given before the subcommand is not reset by the subparser's default.
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show full tracebacks on errors")
+    parser = argparse.ArgumentParser(
+        prog="keraspose", parents=[common], formatter_class=formatter, epilog=_MAIN_EPILOG,
+        description="Top-down human pose estimation with MMPose's models on Keras 3 (torch, TensorFlow, JAX).",
+    )
+    from keraspose.version import __version__
+
+    parser.add_argument("--version", action="version", version=f"keraspose {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("predict", parents=[common], formatter_class=formatter, epilog=_PREDICT_EPILOG,
+                       help="estimate poses in images; write pictures and JSON",
+                       description="Estimate the pose of each person in the images and write, per image, a "
+                                   "picture with the skeleton drawn and a JSON file with the keypoints.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"{_PRESET_HELP} (default: {DEFAULT_PRESET})")
+    p.add_argument("--bboxes", metavar="BOXES_JSON", help="JSON file of person boxes (format below)")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})")
+    p.add_argument("--score-threshold", type=float, default=0.3, metavar="S",
+                   help="draw (and count) keypoints scoring at least S (default: 0.3); the JSON has all of them")
+    p.add_argument("--box-threshold", type=float, default=0.0, metavar="S",
+                   help="COCO results boxes: drop those scoring below S (default: 0, keep all)")
+    p.add_argument("--no-flip", action="store_true",
+                   help="skip test-time flip averaging (about 2x faster, slightly less accurate)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="people per network call (default: 32)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("convert", parents=[common], formatter_class=formatter,
+                       help="convert a model from another framework into a preset",
+                       description="Convert a model from another framework into a keraspose preset directory.")
+    conv = p.add_subparsers(dest="source", metavar="SOURCE")
+    conv.required = True
+    m = conv.add_parser("mmpose", parents=[common], formatter_class=formatter, epilog=_CONVERT_EPILOG,
+                        help="an MMPose 1.x top-down model (config JSON + .pth checkpoint)",
+                        description="Convert an MMPose 1.x TopdownPoseEstimator (config JSON + .pth "
+                                    "checkpoint) into a keraspose preset directory.")
+    m.add_argument("config", metavar="CONFIG_JSON", help="the MMPose model config as JSON")
+    m.add_argument("checkpoint", metavar="CHECKPOINT", help="the MMPose .pth checkpoint (read with weights_only=True)")
+    m.add_argument("--out", required=True, metavar="DIR", help="preset directory to create")
+    m.add_argument("--metainfo", default=None,
+                   help="keypoint set: coco, mpii or a metainfo JSON file (default: coco for 17 keypoints)")
+    m.add_argument("--name", help="preset name recorded in its metadata (default: the --out folder name)")
+    m.add_argument("--license", help="license of the weights, recorded in the model card (e.g. apache-2.0)")
+    m.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    m.set_defaults(func=cmd_convert_mmpose)
+
+    p = sub.add_parser("upload", parents=[common], formatter_class=formatter, epilog=_UPLOAD_EPILOG,
+                       help="upload a preset directory to the Hugging Face Hub",
+                       description="Validate a preset directory and upload it to a Hugging Face Hub model repo.")
+    p.add_argument("handle", metavar="HF_HANDLE", help="hf://owner/repo (or owner/repo)")
+    p.add_argument("preset_dir", metavar="PRESET_DIR", help="directory written by `keraspose convert` / save_to_preset")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--message", help="commit message")
+    p.set_defaults(func=cmd_upload)
+
+    p = sub.add_parser("presets", parents=[common], formatter_class=formatter,
+                       help="list the catalogue of ready-made models",
+                       description="List the catalogue presets with their reported COCO AP, size and input.",
+                       epilog="example:\n  keraspose presets\n  keraspose info hrnet_w32_coco\n")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("info", parents=[common], formatter_class=formatter,
+                       help="describe a preset (catalogue name, directory or hf://)",
+                       description="Describe a preset: architecture, input size, keypoints, metrics, source. "
+                                   "Catalogue names are described without downloading anything.",
+                       epilog="examples:\n  keraspose info tinypose_coco_256x192\n  keraspose info my_preset/\n")
+    p.add_argument("preset", metavar="PRESET", help=_PRESET_HELP)
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+# Exceptions that mean "the user asked for something that cannot be done"
+# (a bad path, file or value), as opposed to a bug in keraspose.
+_USER_ERRORS = (CLIError, OSError, ValueError)
+
+
+def main(argv=None):
+    """Run the ``keraspose`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    Example:
+    >>> main(["presets"])  # doctest: +SKIP
+    """
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    debug = getattr(args, "debug", False)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("keraspose: interrupted", file=sys.stderr)
+        return 130
+    except _USER_ERRORS as err:
+        if debug:
+            traceback.print_exc()
+        message = str(err) or type(err).__name__
+        print(f"keraspose: error: {message}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug: still no traceback unless asked, but say how to get one
+        if debug:
+            traceback.print_exc()
+        print(f"keraspose: internal error: {type(err).__name__}: {err} (run again with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
