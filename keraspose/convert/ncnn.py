@@ -93,9 +93,16 @@ def read_weights(bin_path, layers):
             continue
         name, out, k, count = layer["name"], _p(layer, 0), _p(layer, 1, 1), _p(layer, 6)
         if offset + 4 > len(data):
-            raise ConversionError(f"{bin_path}: the file ends before the weights of {name}")
+            raise ConversionError(f"{bin_path}: the file ends before the weights of {name} (truncated?)")
         (tag,) = struct.unpack_from("<I", data, offset)
         offset += 4
+        need = ((count * 2 + 3) // 4 * 4 if tag == _FP16_TAG else count * 4) + (out * 4 if _p(layer, 5) else 0)
+        if offset + need > len(data):
+            raise ConversionError(f"{bin_path}: the file ends inside the weights of {name}")
+        # Check the size before reading, so a truncated file names itself.
+        need = ((count * 2 + 3) // 4 * 4 if tag == _FP16_TAG else count * 4) + (out * 4 if _p(layer, 5) else 0)
+        if offset + need > len(data):
+            raise ConversionError(f"{bin_path}: the file ends inside the weights of {name} (truncated?)")
         if tag == _FP16_TAG:
             values = np.frombuffer(data, np.float16, count, offset).astype(np.float32)
             offset += (count * 2 + 3) // 4 * 4
@@ -108,8 +115,6 @@ def read_weights(bin_path, layers):
         if _p(layer, 5):
             bias = np.frombuffer(data, np.float32, out, offset).copy()
             offset += out * 4
-        if offset > len(data):
-            raise ConversionError(f"{bin_path}: the file ends inside the weights of {name}")
         weights[name] = (values.reshape(out, -1, k, k), bias)
     if offset != len(data):
         raise ConversionError(f"{bin_path}: {len(data) - offset} bytes left after the last layer; wrong .param?")
@@ -375,7 +380,8 @@ def load_tinypose(param_path, bin_path, data_format=None):
     w, h = tinypose_input_size(layers, param_path)
     backbone = LiteHRNetBackbone(tinypose_extra(), norm=False, data_format=data_format, name="backbone")
     df = backbone.data_format
-    num_keypoints = _p(layers[-1], 0)
+    # The heatmap conv is the graph's last convolution (the walk checks it is its output).
+    num_keypoints = _p([l for l in layers if l["type"] == "Convolution"][-1], 0)
     final = ConvBN(num_keypoints, 1, norm=False, use_bias=True, data_format=data_format, name="final_layer")
     with backend.inference_mode():
         x = np.zeros((1, 3, h, w) if df == "channels_first" else (1, h, w, 3), "float32")
