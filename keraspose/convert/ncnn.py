@@ -96,9 +96,6 @@ def read_weights(bin_path, layers):
             raise ConversionError(f"{bin_path}: the file ends before the weights of {name} (truncated?)")
         (tag,) = struct.unpack_from("<I", data, offset)
         offset += 4
-        need = ((count * 2 + 3) // 4 * 4 if tag == _FP16_TAG else count * 4) + (out * 4 if _p(layer, 5) else 0)
-        if offset + need > len(data):
-            raise ConversionError(f"{bin_path}: the file ends inside the weights of {name}")
         # Check the size before reading, so a truncated file names itself.
         need = ((count * 2 + 3) // 4 * 4 if tag == _FP16_TAG else count * 4) + (out * 4 if _p(layer, 5) else 0)
         if offset + need > len(data):
