@@ -304,11 +304,24 @@ def _format_size(input_size):
 def _availability(entry):
     if entry.get("bundled"):
         return "bundled"
-    if entry.get("hub_handle"):
-        return "hub"
-    if entry.get("checkpoint_url"):
-        return "convert"
-    return "-"
+    # resolve_preset tries the Hub first, then converts the official checkpoint.
+    sources = [name for name, key in (("hub", "hub_handle"), ("convert", "checkpoint_url")) if entry.get(key)]
+    return ", ".join(sources) or "-"
+
+
+def _num_parameters(entry):
+    """The catalogue's parameter count, else the bundled preset's metadata (no download either way)."""
+    if entry.get("num_parameters"):
+        return entry["num_parameters"]
+    if entry.get("bundled"):
+        from keraspose.presets import load_preset_metadata
+        from keraspose.presets.hub import BUNDLED_DIR
+
+        try:
+            return load_preset_metadata(os.path.join(BUNDLED_DIR, entry["bundled"])).get("num_parameters")
+        except (OSError, ValueError):
+            return None
+    return None
 
 
 def cmd_presets(args):
@@ -321,18 +334,19 @@ def cmd_presets(args):
         rows.append((
             name,
             f"{ap:.3f}" if isinstance(ap, (int, float)) else "-",
-            _format_params(entry.get("num_parameters")),
+            _format_params(_num_parameters(entry)),
             _format_size(entry.get("input_size")),
             str(entry.get("num_keypoints", "-")),
             _availability(entry),
         ))
-    header = ("NAME", "COCO AP", "PARAMS", "INPUT", "KEYPOINTS", "SOURCE")
+    header = ("NAME", "AP*", "PARAMS", "INPUT", "KEYPOINTS", "SOURCE")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    print("\nSOURCE: bundled = ships with keraspose; hub = downloaded from the Hugging Face Hub on first use; "
-          "convert = official MMPose checkpoint downloaded and converted on first use.")
-    print("Details: keraspose info NAME")
+    print("\n* COCO keypoint AP as reported for each preset; the data and person boxes it was measured with")
+    print("  differ between presets (see `keraspose info NAME`), so compare with care.")
+    print("SOURCE: bundled = ships with keraspose (works offline); hub = downloaded from the Hugging Face Hub")
+    print("  on first use; convert = the official MMPose checkpoint is downloaded and converted on first use.")
     return 0
 
 
@@ -365,7 +379,7 @@ def cmd_info(args):
             ("class", entry.get("class")),
             ("input (HxW)", _format_size(entry.get("input_size"))),
             ("keypoints", f"{entry.get('num_keypoints', '-')} ({entry.get('dataset', '?')})"),
-            ("parameters", f"{entry['num_parameters']:,}" if entry.get("num_parameters") else None),
+            ("parameters", f"{_num_parameters(entry):,}" if _num_parameters(entry) else None),
             ("reported AP", entry.get("reported_ap")),
             ("metrics", entry.get("reported_metrics")),
             ("metrics source", entry.get("metrics_source")),

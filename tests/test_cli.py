@@ -280,7 +280,7 @@ def test_presets_lists_the_catalogue(capsys):
 
     code, out, _ = _run(capsys, "presets")
     assert code == 0
-    assert out.splitlines()[0].split()[:3] == ["NAME", "COCO", "AP"]
+    assert out.splitlines()[0].split()[:3] == ["NAME", "AP*", "PARAMS"]
     for name in list_presets():
         assert name in out
     assert "0.749" in out and "256x192" in out  # hrnet_w32_coco's AP and input
