@@ -1,6 +1,6 @@
 """Convert PP-TinyPose's ncnn files into keraspose weights, one file per input size.
 
-    python tools/convert_tinypose.py [--shared ../shared] [--out converted/] [--format safetensors|npz]
+    python tools/convert_tinypose.py --out DIR [--shared ../shared] [--format safetensors|npz]
 
 For each size (256x192, 128x96), ``shared/weights/pp_tinypose/tinypose_<size>.{param,bin}``
 is converted with :func:`keraspose.convert.ncnn.convert_tinypose` (a TopdownEstimator
@@ -42,7 +42,7 @@ def convert_one(shared, size):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", default=str(REPO.parent / "shared"), help="the shared/ data folder")
-    parser.add_argument("--out", default=str(REPO / "converted"), help="output folder")
+    parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--format", choices=("safetensors", "npz"), default="safetensors")
     args = parser.parse_args(argv)
     shared, out = Path(args.shared), Path(args.out)

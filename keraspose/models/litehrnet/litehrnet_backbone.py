@@ -606,6 +606,61 @@ class LiteHRNetBackbone(_LiteLayer):
             ys = self.head(ys, training=training)
         return [ys[0]]
 
+    def checkpoint_keys(self, prefix="backbone"):
+        """(ConvBN layer, conv key, BatchNorm key or None) for every conv, in MMPose's state-dict names."""
+        keys = []
+
+        def cm(layer, p):  # an mmcv ConvModule: .conv (+ .bn)
+            keys.append((layer, f"{p}.conv", f"{p}.bn" if layer.norm else None))
+
+        def seq(layers, p):  # nn.Sequential(conv, bn, conv, bn[, relu])
+            for n, layer in enumerate(layers):
+                keys.append((layer, f"{p}.{2 * n}", f"{p}.{2 * n + 1}" if layer.norm else None))
+
+        stem, p = self.stem, f"{prefix}.stem"
+        for layer, key in ((stem.conv1, "conv1"), (stem.branch1[0], "branch1.0"), (stem.branch1[1], "branch1.1"),
+                           (stem.expand_conv, "expand_conv"), (stem.depthwise_conv, "depthwise_conv"),
+                           (stem.linear_conv, "linear_conv")):
+            cm(layer, f"{p}.{key}")
+        for s, (transition, modules) in enumerate(zip(self.transitions, self.stages)):
+            for i, path in enumerate(transition):
+                if path is None:
+                    continue
+                if path[0].strides == 1:  # width change: one Sequential
+                    seq(path, f"{prefix}.transition{s}.{i}")
+                else:  # new branch: Sequential of Sequentials (dw, pw)
+                    for j in range(len(path) // 2):
+                        seq(path[2 * j : 2 * j + 2], f"{prefix}.transition{s}.{i}.{j}")
+            for m, module in enumerate(modules):
+                p = f"{prefix}.stage{s}.{m}"
+                for b, block in enumerate(module.blocks):
+                    if module.module_type == "LITE":
+                        q = f"{p}.layers.{b}"
+                        cm(block.crw_conv1, f"{q}.cross_resolution_weighting.conv1")
+                        cm(block.crw_conv2, f"{q}.cross_resolution_weighting.conv2")
+                        for i, (dw, sw) in enumerate(zip(block.depthwise_convs, block.spatial_weighting)):
+                            cm(dw, f"{q}.depthwise_convs.{i}")
+                            keys.append((sw[0], f"{q}.spatial_weighting.{i}.conv1.conv", None))
+                            keys.append((sw[1], f"{q}.spatial_weighting.{i}.conv2.conv", None))
+                    else:  # block = the units of branch b
+                        for u, unit in enumerate(block):
+                            for n, layer in enumerate(unit.branch2):
+                                cm(layer, f"{p}.layers.{b}.{u}.branch2.{n}")
+                for i, row in enumerate(module.fuse):
+                    for j, path in enumerate(row):
+                        if path is None:
+                            continue
+                        if j > i:
+                            seq(path, f"{p}.fuse_layers.{i}.{j}")
+                        else:
+                            for k in range(len(path) // 2):
+                                seq(path[2 * k : 2 * k + 2], f"{p}.fuse_layers.{i}.{j}.{k}")
+        if self.head is not None:
+            for i, (dw, pw) in enumerate(self.head.projects):
+                cm(dw, f"{prefix}.head_layer.projects.{i}.depthwise_conv")
+                cm(pw, f"{prefix}.head_layer.projects.{i}.pointwise_conv")
+        return keys
+
     def get_config(self):
         config = super().get_config()
         config.update(extra=self.extra, in_channels=self.in_channels)
