@@ -45,9 +45,11 @@ from keraspose.layers import ConvBN  # noqa: E402
 from keraspose.metainfo import DatasetMetainfo, load_metainfo  # noqa: E402
 from keraspose.models.heads import HeatmapHead  # noqa: E402
 from keraspose.models.hrnet import HRNetBackbone, hrnet_extra  # noqa: E402
+from keraspose.models.litehrnet import LiteHRNetBackbone, litehrnet_extra, tinypose_extra  # noqa: E402
 from keraspose.models.resnet import ResNetBackbone  # noqa: E402
-from keraspose.models.tinypose import TinyPoseBackbone  # noqa: E402
 from keraspose.models.topdown_estimator import PoseResult, TopdownEstimator, load_image  # noqa: E402
+from keraspose.presets import list_presets, upload_preset  # noqa: E402
+from keraspose.visualization import save_visualization, visualize  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -55,14 +57,20 @@ __all__ = [
     "DatasetMetainfo",
     "HRNetBackbone",
     "HeatmapHead",
+    "LiteHRNetBackbone",
     "MSRAHeatmap",
     "PoseResult",
     "ResNetBackbone",
-    "TinyPoseBackbone",
     "TopdownEstimator",
     "UDPHeatmap",
     "from_mmpose",
     "hrnet_extra",
+    "litehrnet_extra",
     "load_image",
+    "list_presets",
     "load_metainfo",
+    "save_visualization",
+    "tinypose_extra",
+    "upload_preset",
+    "visualize",
 ]

@@ -1,3 +1,0 @@
-from keraspose.models.tinypose.tinypose_backbone import TinyPoseBackbone
-
-__all__ = ["TinyPoseBackbone"]
