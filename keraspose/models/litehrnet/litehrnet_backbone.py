@@ -259,7 +259,7 @@ class LiteHRNetStem(_LiteLayer):
     Example:
     >>> import numpy as np
     >>> stem = LiteHRNetStem(3, 32, 32, 1, data_format="channels_last")
-    >>> stem(np.zeros((1, 64, 48, 3), "float32")).shape
+    >>> tuple(stem(np.zeros((1, 64, 48, 3), "float32")).shape)
     (1, 16, 12, 32)
     """
 
@@ -525,7 +525,7 @@ class LiteHRNetBackbone(_LiteLayer):
     >>> import numpy as np
     >>> from keraspose.models.litehrnet import LiteHRNetBackbone, litehrnet_extra
     >>> net = LiteHRNetBackbone(litehrnet_extra(18), data_format="channels_last")
-    >>> [f.shape for f in net(np.zeros((1, 256, 192, 3), "float32"))]
+    >>> [tuple(f.shape) for f in net(np.zeros((1, 256, 192, 3), "float32"))]
     [(1, 64, 48, 40)]
     """
 
