@@ -10,29 +10,14 @@ their ground-truth boxes, flip test off (``--flip`` turns it on).
 """
 
 import argparse
-import json
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _reference import SHARED, machine_description  # noqa: E402
-
-
-def coco_mini_people():
-    root = SHARED / "data/coco_mini"
-    coco = json.loads((root / "annotations/person_keypoints_train2017.json").read_text())
-    files = {img["id"]: img["file_name"] for img in coco["images"]}
-    boxes = defaultdict(list)
-    for ann in coco["annotations"]:
-        if ann.get("num_keypoints", 0) > 0 and not ann.get("iscrowd", 0):
-            x, y, w, h = ann["bbox"]
-            boxes[files[ann["image_id"]]].append([x, y, x + w, y + h])
-    names = sorted(boxes)
-    return [root / "train2017" / n for n in names], [np.array(boxes[n], np.float32) for n in names]
+from coco_mini import coco_mini_people  # noqa: E402
 
 
 def main():
@@ -51,7 +36,7 @@ def main():
 
     backend.set_num_threads(args.threads)
     model = keraspose.TopdownEstimator.from_preset(args.preset)
-    images, boxes = coco_mini_people()
+    images, boxes, _ = coco_mini_people(SHARED / "data/coco_mini")
     people = sum(len(b) for b in boxes)
     print(f"# predict on coco_mini ({people} people, {len(images)} images), preset {args.preset}, "
           f"flip={'on' if args.flip else 'off'}, {args.threads} threads, backend {keras.config.backend()}, "

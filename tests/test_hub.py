@@ -41,6 +41,7 @@ import pytest
 from fake_hub import FakeHub
 from test_presets_io import TinyPoseNet, make_model, outputs_of
 
+from keraspose.presets.hub import BUNDLED_DIR as _BUNDLED_DIR
 from keraspose.presets import (
     PRESET_FILES,
     CheckpointDownloadError,
@@ -187,11 +188,16 @@ def test_parse_handle(tmp_path):
 
 def test_catalogue_entries_are_complete():
     names = list_presets()
-    assert {"hrnet_w32_coco", "hrnet_w32_coco_384x288", "hrnet_w48_coco", "simplebaseline_res50_coco"} <= set(names)
+    assert {"hrnet_w32_coco", "hrnet_w32_coco_384x288", "hrnet_w48_coco", "simplebaseline_res50_coco",
+            "tinypose_coco_256x192", "tinypose_coco_128x96"} <= set(names)
     for name in names:
         entry = get_catalogue_entry(name)
-        for field in ("name", "description", "class", "hub_handle", "mmpose_config", "checkpoint_url",
-                      "reported_ap", "num_parameters", "input_size", "license"):
+        for field in ("name", "description", "class", "reported_ap", "num_parameters", "input_size", "license"):
+            assert entry.get(field) not in (None, ""), (name, field)
+        if entry.get("bundled"):  # shipped in the wheel: no Hub repo or checkpoint needed
+            assert os.path.exists(os.path.join(_BUNDLED_DIR, entry["bundled"], "model.safetensors")), name
+            continue
+        for field in ("hub_handle", "mmpose_config", "checkpoint_url"):
             assert entry.get(field) not in (None, ""), (name, field)
         assert entry["hub_handle"].startswith("hf://")
         assert entry["checkpoint_url"].startswith("https://download.openmmlab.com/mmpose/")
