@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # torch==2.13.0 is named explicitly: on the project's machines it is a local
-# CPU build, while an unpinned torch would pull a multi-GB CUDA build.
-python3 -m pip install -q "torch==2.13.0" -e ".[torch,tensorflow,test]"
+# CPU build, while an unpinned torch would pull a multi-GB CUDA build. For
+# the same reason the tests take TensorFlow's CPU-only distribution rather
+# than the [tensorflow] extra (the distribution named "tensorflow").
+python3 -m pip install -q "torch==2.13.0" "tensorflow-cpu>=2.16" -e ".[torch,test]"
 status=0
 for backend in torch tensorflow; do
   echo "=== KERAS_BACKEND=$backend"
