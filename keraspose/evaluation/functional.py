@@ -304,9 +304,9 @@ def oks_nms(
 
     Example:
         >>> import numpy as np
-        >>> a = {"keypoints": np.full((17, 2), 50.0), "score": 0.9, "area": 100.0}
-        >>> b = {"keypoints": np.full((17, 2), 50.5), "score": 0.8, "area": 100.0}
-        >>> c = {"keypoints": np.full((17, 2), 300.0), "score": 0.7, "area": 100.0}
+        >>> a = {"keypoints": np.full((17, 2), 50.0), "score": 0.9, "area": 1e4}
+        >>> b = {"keypoints": np.full((17, 2), 50.5), "score": 0.8, "area": 1e4}
+        >>> c = {"keypoints": np.full((17, 2), 300.0), "score": 0.7, "area": 1e4}
         >>> oks_nms([a, b, c], thr=0.9).tolist()
         [0, 2]
     """
