@@ -276,3 +276,29 @@ def test_evaluate_coco_results_matches_tinypose_stats(size, reference_dir, data_
     mm = evaluate_coco_results(ann_file, json.loads(results.read_text()), mmpose_semantics=True)
     for name in STAT_NAMES:
         assert mm[name] == pytest.approx(expected[name], abs=1e-6), name
+
+
+def test_mmpose_semantics_follow_xtcocotools_on_edge_cases(coco_metric_ref, data_dir, tmp_path):
+    """Annotation id 0, no areas (use_area=False), a stale num_keypoints, a detection with no positive score."""
+    gt = json.loads((data_dir / "mmpose_tests/coco/test_coco.json").read_text())
+    gt["annotations"][0]["id"] = 0
+    for ann in gt["annotations"]:
+        ann.pop("area", None)
+    gt["annotations"][1]["num_keypoints"] = 0  # xtcocotools counts the labelled keypoints instead
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    results = []
+    for p in coco_metric_ref["levels"][2]["predictions"]:
+        kpts = np.concatenate([np.array(p["keypoints"]), np.array(p["keypoint_scores"])[:, None]], 1)
+        score = p["bbox_score"] * np.mean(p["keypoint_scores"])
+        results.append(dict(image_id=p["image_id"], category_id=1, keypoints=kpts.reshape(-1).tolist(), score=score))
+    results[3]["keypoints"][2::3] = [0.0] * 17  # xtcocotools skips it
+    stats = evaluate_coco_results(tmp_path / "gt.json", results, mmpose_semantics=True, use_area=False)
+    # xtcocotools 1.14.3 COCOeval(gt, dt, "keypoints", COCO sigmas, use_area=False)
+    # (what MMPose's CocoMetric runs) on the same files.
+    xtcocotools_stats = [0.5255950595059505, 0.849009900990099, 0.5283528352835285, 0.1495049504950495,
+                         0.6750176803394625, 0.6083333333333333, 0.9166666666666666, 0.6666666666666666,
+                         0.2333333333333333, 0.7333333333333333]  # fmt: skip
+    np.testing.assert_allclose(list(stats.values()), xtcocotools_stats, rtol=0, atol=1e-6)
+    # Plain pycocotools cannot score a file without areas: say so.
+    with pytest.raises(ValueError, match=r"gt\.json.*without 'area'.*use_area=False"):
+        evaluate_coco_results(tmp_path / "gt.json", results)

@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-import numpy as np
 
 __all__ = ["read_json", "validate_coco_dict", "check_images_exist"]
 

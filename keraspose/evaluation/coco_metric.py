@@ -32,7 +32,7 @@ import io
 import json
 import os
 import tempfile
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
@@ -209,7 +209,15 @@ def evaluate_coco_results(
             raise ValueError("a COCO results file must hold a json list of detections")
     gt = _load_ground_truth(ann_file, num_keypoints=None if sigmas is None else len(sigmas))
     results = list(results)
-    if mmpose_semantics:
+    if not mmpose_semantics:
+        if not use_area:
+            raise ValueError("use_area=False is an xtcocotools rule: pass mmpose_semantics=True with it")
+        if any("area" not in ann for ann in gt["annotations"]):
+            raise ValueError(
+                f"annotation file '{ann_file}' has annotations without 'area', which pycocotools needs. "
+                "Score it as MMPose does for such datasets: mmpose_semantics=True, use_area=False."
+            )
+    else:
         gt = _mmpose_ground_truth(gt, use_area)
         results = [r for r in results if np.any(np.asarray(r["keypoints"], dtype=np.float64)[2::3] > 0)]
         if sigmas is None:
