@@ -41,6 +41,8 @@ _default_backend()
 from keraspose.version import __version__  # noqa: E402
 from keraspose.codecs import MSRAHeatmap, UDPHeatmap  # noqa: E402
 from keraspose.convert import from_mmpose  # noqa: E402
+from keraspose.datasets import CocoStyleDataset, MpiiDataset  # noqa: E402
+from keraspose.evaluation import CocoMetric, evaluate_coco_results  # noqa: E402
 from keraspose.layers import ConvBN  # noqa: E402
 from keraspose.metainfo import DatasetMetainfo, load_metainfo  # noqa: E402
 from keraspose.models.heads import HeatmapHead  # noqa: E402
@@ -53,16 +55,20 @@ from keraspose.visualization import save_visualization, visualize  # noqa: E402
 
 __all__ = [
     "__version__",
+    "CocoMetric",
+    "CocoStyleDataset",
     "ConvBN",
     "DatasetMetainfo",
     "HRNetBackbone",
     "HeatmapHead",
     "LiteHRNetBackbone",
     "MSRAHeatmap",
+    "MpiiDataset",
     "PoseResult",
     "ResNetBackbone",
     "TopdownEstimator",
     "UDPHeatmap",
+    "evaluate_coco_results",
     "from_mmpose",
     "hrnet_extra",
     "litehrnet_extra",
