@@ -45,9 +45,9 @@ def _default_dir_mode():
     return 0o777 & ~umask
 
 
-def _fsync_dir(path):
-    # Makes the rename itself durable. Not possible on every platform
-    # (Windows cannot open a directory), so best effort.
+def _fsync_path(path):
+    # Best effort: not every platform can open a directory (Windows), and an
+    # unreadable file is not worth failing a save over.
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -58,6 +58,11 @@ def _fsync_dir(path):
         pass
     finally:
         os.close(fd)
+
+
+def _fsync_dir(path):
+    # Makes the rename itself durable.
+    _fsync_path(path)
 
 
 @contextlib.contextmanager
@@ -121,18 +126,8 @@ def _fsync_tree(root):
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             full = os.path.join(dirpath, name)
-            if os.path.islink(full):
-                continue
-            try:
-                fd = os.open(full, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            if not os.path.islink(full):
+                _fsync_path(full)
         _fsync_dir(dirpath)
 
 
