@@ -281,8 +281,9 @@ class TopdownEstimator(keras.Model):
                 heatmaps = (heatmaps + flipped) * 0.5
             outputs.append(heatmaps)
         if not outputs:
-            w, h = self.input_size
-            return np.zeros((0, self.metainfo.num_keypoints, h // 4, w // 4), np.float32)
+            codec = getattr(self.head, "codec", None)
+            w, h = codec.heatmap_size if codec is not None else (self.input_size[0] // 4, self.input_size[1] // 4)
+            return np.zeros((0, self.metainfo.num_keypoints, h, w), np.float32)
         return np.concatenate(outputs)
 
     def _forward(self, batch):
