@@ -42,7 +42,7 @@ from keraspose.version import __version__  # noqa: E402
 from keraspose.codecs import MSRAHeatmap, UDPHeatmap  # noqa: E402
 from keraspose.convert import from_mmpose  # noqa: E402
 from keraspose.datasets import CocoStyleDataset, MpiiDataset  # noqa: E402
-from keraspose.evaluation import CocoMetric, evaluate_coco_results  # noqa: E402
+from keraspose.evaluation import CocoMetric, evaluate_coco_results, evaluate_topdown  # noqa: E402
 from keraspose.layers import ConvBN  # noqa: E402
 from keraspose.metainfo import DatasetMetainfo, load_metainfo  # noqa: E402
 from keraspose.models.heads import HeatmapHead  # noqa: E402
@@ -51,10 +51,12 @@ from keraspose.models.litehrnet import LiteHRNetBackbone, litehrnet_extra, tinyp
 from keraspose.models.resnet import ResNetBackbone  # noqa: E402
 from keraspose.models.topdown_estimator import PoseResult, TopdownEstimator, load_image  # noqa: E402
 from keraspose.presets import list_presets, upload_preset  # noqa: E402
+from keraspose.training import CocoEvaluation, TopdownPyDataset  # noqa: E402
 from keraspose.visualization import save_visualization, visualize  # noqa: E402
 
 __all__ = [
     "__version__",
+    "CocoEvaluation",
     "CocoMetric",
     "CocoStyleDataset",
     "ConvBN",
@@ -67,8 +69,10 @@ __all__ = [
     "PoseResult",
     "ResNetBackbone",
     "TopdownEstimator",
+    "TopdownPyDataset",
     "UDPHeatmap",
     "evaluate_coco_results",
+    "evaluate_topdown",
     "from_mmpose",
     "hrnet_extra",
     "litehrnet_extra",

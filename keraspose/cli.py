@@ -250,6 +250,47 @@ def cmd_predict(args):
     return 0
 
 
+def cmd_evaluate(args):
+    from keraspose.datasets import CocoStyleDataset
+    from keraspose.evaluation import evaluate_topdown, write_json_atomic
+
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    for path, flag in ((args.ann_file, "--ann-file"), (args.bbox_file, "--bbox-file")):
+        if path and not os.path.isfile(path):
+            raise CLIError(f"{flag} {path}: no such file")
+    if not os.path.isdir(args.image_root):
+        raise CLIError(f"--image-root {args.image_root}: no such folder")
+    model = _load_model(args.preset)
+    # The data is read and checked before the first image is predicted, so
+    # a wrong path or keypoint count fails now, not after minutes.
+    dataset = CocoStyleDataset(
+        args.ann_file, args.image_root, metainfo=model.metainfo, bbox_file=args.bbox_file, test_mode=True,
+        bbox_score_thr=args.bbox_score_thr if args.bbox_file else None,
+    )
+    boxes = f"detections from {args.bbox_file}" if args.bbox_file else "ground-truth boxes"
+    print(f"evaluating {args.preset} on {len(dataset)} people ({boxes}) of {args.ann_file}", flush=True)
+    start = time.perf_counter()
+    prefix = os.path.join(args.out, "keypoints") if args.out else None
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+    stats = evaluate_topdown(
+        model, dataset, batch_size=args.batch_size, flip_test=False if args.no_flip else None,
+        progress=not args.quiet, outfile_prefix=prefix,
+    )
+    elapsed = time.perf_counter() - start
+    width = max(len(k) for k in stats)
+    for name, value in stats.items():
+        print(f"{name:<{width}}  {value:.4f}")
+    print(f"{len(dataset)} people in {elapsed:.1f}s ({len(dataset) / max(elapsed, 1e-9):.1f} people/s)")
+    if args.out:
+        record = {"preset": args.preset, "ann_file": args.ann_file, "bbox_file": args.bbox_file,
+                  "people": len(dataset), "flip_test": not args.no_flip and model.flip_test, "stats": stats}
+        write_json_atomic(record, os.path.join(args.out, "stats.json"), indent=1)
+        print(f"results in {prefix}.keypoints.json, stats in {os.path.join(args.out, 'stats.json')}")
+    return 0
+
+
 def cmd_convert_mmpose(args):
     from keraspose.convert import from_mmpose
 
@@ -439,6 +480,7 @@ examples:
   keraspose predict photo.jpg                      # whole image = one person
   keraspose presets                                # models you can use with --preset
   keraspose info tinypose_coco_256x192
+  keraspose evaluate tinypose_coco_256x192 --ann-file val.json --image-root val2017
   keraspose convert mmpose config.json model.pth --out my_preset
   keraspose upload hf://me/my_preset my_preset
 
@@ -469,6 +511,19 @@ boxes file (--bboxes): person boxes, because keraspose is a top-down model
      scores below --box-threshold are dropped.
 Images the boxes file does not list, and every image without --bboxes, are
 treated as one person filling the whole image.
+"""
+
+_EVALUATE_EPILOG = """\
+examples:
+  keraspose evaluate hrnet_w32_coco \\
+      --ann-file coco/annotations/person_keypoints_val2017.json --image-root coco/val2017
+  keraspose evaluate my_preset --ann-file val.json --image-root images \\
+      --bbox-file COCO_val2017_detections_AP_H_56_person.json --out eval/
+
+Scoring is MMPose's CocoMetric: ground-truth boxes (or --bbox-file detections),
+person score = box score x mean keypoint score above 0.2, OKS-NMS at 0.9,
+COCO keypoint AP/AR with the model's keypoint sigmas. The annotation file must
+describe the model's keypoint set.
 """
 
 _CONVERT_EPILOG = """\
@@ -528,6 +583,23 @@ def build_parser():
                    help="skip test-time flip averaging (about 2x faster, slightly less accurate)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="people per network call (default: 32)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", parents=[common], formatter_class=formatter, epilog=_EVALUATE_EPILOG,
+                       help="COCO keypoint AP of a preset on a COCO-format dataset",
+                       description="Run a preset on every person of a COCO-format keypoint dataset and report "
+                                   "COCO keypoint AP/AR as MMPose's CocoMetric computes it.")
+    p.add_argument("preset", metavar="PRESET", help=_PRESET_HELP)
+    p.add_argument("--ann-file", required=True, metavar="JSON", help="COCO keypoint annotations (ground truth)")
+    p.add_argument("--image-root", required=True, metavar="DIR", help="folder the annotations' file_name are in")
+    p.add_argument("--bbox-file", metavar="JSON",
+                   help="COCO detection results to use as person boxes instead of the annotated ones")
+    p.add_argument("--bbox-score-thr", type=float, default=None, metavar="S",
+                   help="with --bbox-file: drop detections scoring below S (default: keep all)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="people per network call (default: 32)")
+    p.add_argument("--no-flip", action="store_true", help="skip test-time flip averaging")
+    p.add_argument("--out", metavar="DIR", help="write DIR/keypoints.keypoints.json (COCO results) and DIR/stats.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("convert", parents=[common], formatter_class=formatter,
                        help="convert a model from another framework into a preset",

@@ -12,6 +12,7 @@ Example:
 """
 
 from keraspose.evaluation.coco_metric import COCO_STATS_NAMES, CocoMetric, evaluate_coco_results, write_json_atomic
+from keraspose.evaluation.topdown import evaluate_topdown, predict_dataset
 from keraspose.evaluation.functional import (
     COCO_SIGMAS,
     compute_oks,
@@ -30,6 +31,7 @@ __all__ = [
     "CocoMetric",
     "compute_oks",
     "evaluate_coco_results",
+    "evaluate_topdown",
     "heatmap_argmax",
     "keypoint_auc",
     "keypoint_epe",
@@ -37,5 +39,6 @@ __all__ = [
     "keypoint_pck_accuracy",
     "oks_nms",
     "pose_pck_accuracy",
+    "predict_dataset",
     "write_json_atomic",
 ]

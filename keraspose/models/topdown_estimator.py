@@ -88,6 +88,12 @@ def load_image(image, name="image"):
     return array
 
 
+def crop_to_image(keypoints, centers, scales, input_size):
+    """Keypoints in crop pixels ``(N, K, 2)`` -> image pixels, given each crop's center and scale."""
+    input_size = np.asarray(input_size, np.float32)
+    return keypoints / input_size * scales[:, None] + centers[:, None] - 0.5 * scales[:, None]
+
+
 def _check_bboxes(bboxes, image_shape, name):
     h, w = image_shape[:2]
     if bboxes is None:
@@ -226,6 +232,22 @@ class TopdownEstimator(keras.Model):
         kwargs.pop("loss", None)
         super().compile(optimizer=optimizer, **kwargs)
 
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, **kwargs):
+        """``keras.Model.fit``. With a ``TopdownPyDataset`` training is reproducible from
+        its seed: the dataset shuffles itself per epoch (Keras' unseeded batch
+        shuffling is turned off), and a resumed run (``initial_epoch``,
+        ``BackupAndRestore``) replays the epochs' own order and augmentations."""
+        from keraspose.training import SyncDatasetEpoch, TopdownPyDataset
+
+        callbacks = list(callbacks or [])
+        if isinstance(x, TopdownPyDataset):
+            kwargs["shuffle"] = False
+            if not any(isinstance(c, SyncDatasetEpoch) and c.dataset is x for c in callbacks):
+                callbacks.insert(0, SyncDatasetEpoch(x))
+        return super().fit(
+            x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks, **kwargs
+        )
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Route the loss through the head. ``y`` is ``{"heatmaps", "keypoint_weights"}``."""
         if not isinstance(y, dict) or "heatmaps" not in y:
@@ -233,11 +255,14 @@ class TopdownEstimator(keras.Model):
                 "TopdownEstimator expects targets y = {'heatmaps': (B, h, w, K), 'keypoint_weights': (B, K)}, "
                 "as keraspose.training.TopdownPyDataset yields"
             )
+        # train_on_batch hands numpy targets over unconverted on some backends.
+        target = keras.ops.convert_to_tensor(y["heatmaps"], dtype=y_pred.dtype)
         weights = y.get("keypoint_weights")
         if weights is None:
-            weights = keras.ops.ones(keras.ops.shape(y["heatmaps"])[:1] + keras.ops.shape(y["heatmaps"])[-1:])
-        loss = self.head.compute_loss(y_pred, y["heatmaps"], weights)
-        self.pose_accuracy.update_state(y["heatmaps"], y_pred, weights)
+            weights = keras.ops.ones(keras.ops.shape(target)[:1] + keras.ops.shape(target)[-1:])
+        weights = keras.ops.convert_to_tensor(weights, dtype=y_pred.dtype)
+        loss = self.head.compute_loss(y_pred, target, weights)
+        self.pose_accuracy.update_state(target, y_pred, weights)
         for extra in self.losses:  # regularisers, if any layer adds them
             loss = loss + extra
         return loss
@@ -340,9 +365,7 @@ class TopdownEstimator(keras.Model):
             inputs = self.preprocess(np.concatenate(crops))
             heatmaps = self.predict_heatmaps(inputs, batch_size=batch_size, flip_test=flip_test)
             keypoints, scores = self.head.decode(heatmaps)
-            centers, scales = np.concatenate(centers), np.concatenate(scales)
-            input_size = np.asarray(self.input_size, np.float32)
-            keypoints = keypoints / input_size * scales[:, None] + centers[:, None] - 0.5 * scales[:, None]
+            keypoints = crop_to_image(keypoints, np.concatenate(centers), np.concatenate(scales), self.input_size)
         else:
             keypoints, scores = np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
         owners = np.asarray(owners, dtype=np.int64)

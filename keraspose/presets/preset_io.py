@@ -432,6 +432,9 @@ def save_preset(model, preset_dir, metadata=None, model_card=None, overwrite=Fal
     _ensure_built(model)
 
     config = keras.saving.serialize_keras_object(model)
+    # A preset is architecture + weights. The optimizer of the run that
+    # trained it is not part of it: whoever loads it compiles afresh.
+    config.pop("compile_config", None)
     registered = _config_class_name(config)
     cls = _resolve_class(registered)
     if cls is None or not isinstance(model, cls):

@@ -9,10 +9,14 @@ use_multiprocessing=True``). Each item is one batch:
 Reproducible: the order of an epoch is a permutation drawn from
 ``(seed, epoch)``, and every random transform is re-seeded from
 ``(seed, epoch, sample index)`` before each sample, so the same seed gives
-the same batches whichever worker builds them.
+the same batches whichever worker (thread or process) builds them.
+``TopdownEstimator.fit`` turns off Keras' own (unseeded) shuffling of the
+batch order for this dataset, which does its own.
 """
 
+import copy
 import math
+import threading
 
 import cv2
 import keras
@@ -100,19 +104,37 @@ class TopdownPyDataset(keras.utils.PyDataset):
         return math.floor(n) if self.drop_last else math.ceil(n)
 
     def on_epoch_end(self):
-        self.epoch += 1
-        self._order = self._make_order()
+        self.set_epoch(self.epoch + 1)
 
-    def _reseed(self, index):
-        for t in getattr(self.pipeline, "transforms", []):
-            if hasattr(t, "rng"):
-                t.rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+    def set_epoch(self, epoch):
+        """Start epoch ``epoch``: its order and augmentations are drawn from ``(seed, epoch)``."""
+        if int(epoch) != self.epoch:
+            self.epoch = int(epoch)
+            self._order = self._make_order()
+
+    def _thread_pipeline(self):
+        # Each thread gets its own copy of the transforms: re-seeding shared
+        # ones would race when Keras builds batches in worker threads.
+        local = self.__dict__.get("_local")
+        if local is None:
+            local = self.__dict__["_local"] = threading.local()
+        if not hasattr(local, "pipeline"):
+            local.pipeline = copy.deepcopy(self.pipeline)
+        return local.pipeline
+
+    def __getstate__(self):  # worker processes: thread-locals do not pickle
+        state = dict(self.__dict__)
+        state.pop("_local", None)
+        return state
 
     def load_sample(self, index):
         """The transformed results dict of sample ``index`` (deterministic for an epoch)."""
-        self._reseed(index)
+        pipeline = self._thread_pipeline()
+        for t in getattr(pipeline, "transforms", []):
+            if hasattr(t, "rng"):
+                t.rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         results = dict(self.samples[index])
-        results = self.pipeline(results)
+        results = pipeline(results)
         if results is None:
             raise ValueError(f"the pipeline dropped sample {index}; training pipelines must keep every sample")
         return results
