@@ -236,3 +236,57 @@ def test_cli_evaluate_errors(argv, needle, data_dir, tinypose, capsys, monkeypat
     code = main(["evaluate", "tinypose_coco_128x96", *argv])
     err = capsys.readouterr().err
     assert code == 2 and needle in err, err
+
+
+def _upper_body_metainfo():
+    """A custom 11-keypoint set (COCO's face and arms), as a user would describe it."""
+    from keraspose.metainfo import load_metainfo
+
+    coco = load_metainfo("coco").to_dict()
+    keep = list(range(11))
+    return {
+        "dataset_name": "upper_body",
+        "keypoint_names": [coco["keypoint_names"][i] for i in keep],
+        "flip_indices": [coco["flip_indices"][i] for i in keep],
+        "sigmas": [coco["sigmas"][i] for i in keep],
+        "skeleton_links": [link for link in coco["skeleton_links"] if max(link) < 11],
+        "upper_body_ids": keep,
+        "lower_body_ids": [],
+    }
+
+
+def test_from_preset_with_another_keypoint_set(tinypose):
+    """Fine-tuning on a custom keypoint set starts from the preset's trained
+    layers; only the head's final layer is new, sized for the new set."""
+    custom = TopdownEstimator.from_preset("tinypose_coco_128x96", flip_test=False, metainfo=_upper_body_metainfo())
+    assert custom.metainfo.num_keypoints == 11 and custom.head.out_channels == 11
+    changed = 0
+    for old, new in zip(tinypose.weights, custom.weights):
+        if tuple(old.shape) == tuple(new.shape):
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(old), keras.ops.convert_to_numpy(new))
+        else:
+            changed += 1
+            assert new.shape[-1] == 11 or new.shape[0] == 11
+    assert changed == 2  # the final conv's kernel and bias
+    x = tinypose.preprocess(load_image(str(_first_image()))[None, :128, :96])
+    assert tuple(custom(x).shape) == (1, 32, 24, 11)
+    # The same keypoint count under another description keeps every weight.
+    same = TopdownEstimator.from_preset("tinypose_coco_128x96", flip_test=False, metainfo="coco")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(same(x)), keras.ops.convert_to_numpy(tinypose(x)), atol=1e-6)
+
+
+def _first_image():
+    from conftest import DATA
+
+    return sorted((DATA / "coco_mini/train2017").glob("*.jpg"))[0]
+
+
+def test_catalogue_architecture_builds_offline(monkeypatch):
+    """from_preset(name, load_weights=False) needs no download: training from scratch works offline."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = TopdownEstimator.from_preset("hrnet_w32_coco", load_weights=False, flip_test=False, metainfo="mpii")
+    # MMPose's HRNet-W32 count (28,536,113) with a 16-keypoint final 1x1 conv
+    # instead of 17: 32 inputs + 1 bias fewer.
+    assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == 28_536_113 - 33
+    assert model.flip_test is False
+    assert model.head.out_channels == 16 and model.metainfo.dataset_name == "mpii"

@@ -393,7 +393,75 @@ class TopdownEstimator(keras.Model):
         """
         from keraspose.presets import load_preset, resolve_preset
 
-        return load_preset(resolve_preset(handle), expected_class=cls, load_weights=load_weights, **overrides)
+        metainfo = overrides.pop("metainfo", None)
+        model = None
+        if not load_weights:
+            # A catalogue model's architecture is known without its weights:
+            # build it offline (training from scratch needs nothing else).
+            model = cls._architecture_from_catalogue(handle, overrides)
+        if model is None:
+            model = load_preset(resolve_preset(handle), expected_class=cls, load_weights=load_weights, **overrides)
+        if metainfo is not None:
+            # Another keypoint set (or another description of the same one):
+            # the trained layers carry over, a new final layer if K differs.
+            model = model.with_keypoint_set(metainfo)
+        return model
+
+    @classmethod
+    def _architecture_from_catalogue(cls, handle, overrides):
+        from keraspose.convert.mmpose import build_from_mmpose_config
+        from keraspose.presets.hub import get_catalogue_entry, parse_handle
+
+        if parse_handle(handle).kind != "catalogue":
+            return None
+        entry = get_catalogue_entry(handle)
+        if "mmpose_model" not in entry:
+            return None
+        model = build_from_mmpose_config(entry["mmpose_model"], metainfo=entry.get("dataset"))
+        if overrides:
+            config = {**model.get_config(), **overrides}
+            model = cls.from_config(config)
+            model.build()
+        return model
+
+    def with_keypoint_set(self, metainfo):
+        """A copy of this model for another keypoint set, ready for fine-tuning.
+
+        The backbone, neck and every head layer but the last keep their
+        (trained) weights; the head's final convolution is rebuilt with one
+        output channel per keypoint of ``metainfo`` and freshly initialised.
+        ``from_preset(handle, metainfo=...)`` calls this when the keypoint
+        counts differ.
+
+        Example:
+        >>> model = TopdownEstimator.from_preset("tinypose_coco_256x192")  # doctest: +SKIP
+        >>> hands = model.with_keypoint_set("my_keypoints.json")  # doctest: +SKIP
+        """
+        metainfo = metainfo if isinstance(metainfo, DatasetMetainfo) else load_metainfo(metainfo)
+        if not self.built:
+            self.build()
+        config = self.get_config()
+        head = dict(config["head"])
+        head["config"] = {**head["config"], "out_channels": metainfo.num_keypoints}
+        config["head"] = head
+        config["metainfo"] = metainfo
+        config["name"] = f"{self.name}_{metainfo.dataset_name}"
+        new = type(self).from_config(config)
+        new.build()
+        old_weights, new_weights = self.weights, new.weights
+        if len(old_weights) != len(new_weights):
+            raise RuntimeError("with_keypoint_set: the rebuilt model has a different set of weights")
+        fresh = []
+        for old, var in zip(old_weights, new_weights):
+            if tuple(old.shape) == tuple(var.shape):
+                var.assign(old)
+            else:
+                fresh.append(var.path)
+        # Only the last head layer may change shape (its output channels).
+        head_paths = {v.path for v in new.head.weights}
+        if any(path not in head_paths for path in fresh):
+            raise RuntimeError(f"with_keypoint_set: unexpected shape change outside the head: {fresh}")
+        return new
 
     def save_to_preset(self, preset_dir, metadata=None, model_card=None, overwrite=False):
         """Write this model as a preset directory (atomically: temp dir, then rename)."""
