@@ -1,0 +1,69 @@
+"""Reference side of bench_train_step.py; runs inside the MMPose venv.
+
+usage: _mmpose_train_step.py CONFIG_JSON CHECKPOINT_OUT DATA_NPZ THREADS REPEATS WARMUP LR
+Builds MMPose's TopdownPoseEstimator from the config (seeded random
+weights), saves those initial weights to CHECKPOINT_OUT so keraspose starts
+from the very same ones, then times training steps as MMPose's
+``BaseModel.train_step`` does them, minus the data preprocessor (the input is
+already normalised): ``model.loss`` (forward, KeypointMSELoss, acc_pose) ->
+``parse_losses`` -> ``OptimWrapper.update_params`` (backward, Adam step,
+zero_grad). Prints one JSON line with the first step's loss and the times.
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+from mmengine.optim import OptimWrapper
+from mmengine.registry import init_default_scope
+from mmengine.structures import InstanceData, PixelData
+
+config_path, ckpt_out, data_npz, threads, repeats, warmup, lr = sys.argv[1:8]
+threads, repeats, warmup, lr = int(threads), int(repeats), int(warmup), float(lr)
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+init_default_scope("mmpose")
+from mmpose.registry import MODELS  # noqa: E402
+from mmpose.structures import PoseDataSample  # noqa: E402
+
+cfg = json.load(open(config_path))["model"]
+model = MODELS.build(cfg)
+model.init_weights()
+model.train()
+torch.save({"meta": {}, "state_dict": model.state_dict()}, ckpt_out)
+
+data = np.load(data_npz)
+x = torch.from_numpy(data["x"])  # (B, 3, H, W) normalised
+samples = []
+for hm, w in zip(data["heatmaps"], data["keypoint_weights"]):  # (K, h, w), (K,)
+    s = PoseDataSample()
+    s.gt_fields = PixelData(heatmaps=torch.from_numpy(hm))
+    s.gt_instance_labels = InstanceData(keypoint_weights=torch.from_numpy(w)[None])
+    samples.append(s)
+optim_wrapper = OptimWrapper(optimizer=torch.optim.Adam(model.parameters(), lr=lr))
+
+
+def step():
+    with optim_wrapper.optim_context(model):
+        losses = model.loss(x, samples)
+    loss, log_vars = model.parse_losses(losses)
+    optim_wrapper.update_params(loss)
+    return log_vars
+
+
+first = step()
+for _ in range(warmup - 1):
+    step()
+times = []
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - t0)
+ordered = sorted(times)
+print(json.dumps({
+    "torch": torch.__version__, "threads": threads,
+    "first_loss": float(first["loss_kpt"]), "first_acc": float(first["acc_pose"]),
+    "median": ordered[len(times) // 2], "min": ordered[0], "times": times,
+}))
