@@ -100,7 +100,8 @@ class CocoEvaluation(keras.callbacks.Callback):
         value = stats[self.monitor]
         improved = value > self.best  # False for NaN: a diverged model is never "best"
         if self.verbose:
-            shown = " - ".join(f"{k}: {v:.4f}" for k, v in stats.items())
+            short = [k for k in stats if k.split("/")[-1] in ("AP", "AP .5", "AP .75", "AR")]
+            shown = " - ".join(f"{k}: {stats[k]:.4f}" for k in short)
             mark = ""
             if self.save_best is not None:
                 mark = " (best, saved)" if improved else f" (best {self.best:.4f} at epoch {self.best_epoch + 1})"
