@@ -155,3 +155,17 @@ def test_catalogue_384x288_config_builds():
     with backend.inference_mode():
         out = model(np.zeros((1, 384, 288, 3), "float32"), training=False)
     assert tuple(out.shape) == (1, 96, 72, 17)
+
+
+def test_head_loss_comes_from_the_mmpose_config(reference_dir):
+    """The converted head trains with the config's KeypointMSELoss settings; an
+    unimplemented loss still converts (inference needs none) but says so."""
+    config = json.loads((reference_dir / "models" / "tiny_hrnet_coco_config.json").read_text())
+    model_cfg = config.get("model", config)
+    assert build_from_mmpose_config(config).head.loss_fn.use_target_weight is True
+    model_cfg["head"]["loss"] = {"type": "KeypointMSELoss", "use_target_weight": False, "loss_weight": 2.0}
+    loss = build_from_mmpose_config(config).head.loss_fn
+    assert loss.use_target_weight is False and loss.loss_weight == 2.0
+    model_cfg["head"]["loss"] = {"type": "KeypointOHKMMSELoss", "use_target_weight": True}
+    with pytest.warns(UserWarning, match="KeypointOHKMMSELoss"):
+        build_from_mmpose_config(config)

@@ -15,6 +15,7 @@ inside it is executed.
 
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -111,8 +112,31 @@ def _build_head(cfg):
         conv_kernel_sizes=cfg.get("conv_kernel_sizes"),
         final_kernel_size=final.get("kernel_size", 1),
         codec=_build_codec(codec_cfg) if codec_cfg else None,
+        loss=_build_loss(cfg.get("loss")),
         name="head",
     )
+
+
+def _build_loss(cfg):
+    """The head's training loss; only KeypointMSELoss exists here so far."""
+    from keraspose.losses import KeypointMSELoss
+
+    if cfg is None:  # MMPose's HeatmapHead default
+        return KeypointMSELoss(use_target_weight=True)
+    cfg = dict(cfg)
+    kind = cfg.pop("type", None)
+    if kind != "KeypointMSELoss":
+        # Inference does not need the loss: convert, but say what fine-tuning would use.
+        warnings.warn(
+            f"the MMPose head's loss {kind!r} is not implemented in keraspose; the converted model "
+            "trains with KeypointMSELoss(use_target_weight=True) unless you pass another loss to its head",
+            stacklevel=3,
+        )
+        return KeypointMSELoss(use_target_weight=True)
+    unknown = sorted(set(cfg) - {"use_target_weight", "loss_weight", "skip_empty_channel"})
+    if unknown or cfg.get("skip_empty_channel"):
+        warnings.warn(f"KeypointMSELoss options {unknown or ['skip_empty_channel']} are ignored by keraspose", stacklevel=3)
+    return KeypointMSELoss(use_target_weight=cfg.get("use_target_weight", False), loss_weight=cfg.get("loss_weight", 1.0))
 
 
 def build_from_mmpose_config(config, metainfo=None):
