@@ -429,9 +429,10 @@ class TopdownEstimator(keras.Model):
 
         The backbone, neck and every head layer but the last keep their
         (trained) weights; the head's final convolution is rebuilt with one
-        output channel per keypoint of ``metainfo`` and freshly initialised.
-        ``from_preset(handle, metainfo=...)`` calls this when the keypoint
-        counts differ.
+        output channel per keypoint of ``metainfo`` and freshly initialised
+        (with the same keypoint count every weight carries over: only the
+        metainfo, e.g. names, flip pairs or sigmas, changes).
+        ``from_preset(handle, metainfo=...)`` calls this.
 
         Example:
         >>> model = TopdownEstimator.from_preset("tinypose_coco_256x192")  # doctest: +SKIP
