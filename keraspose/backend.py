@@ -273,3 +273,47 @@ def add_(x, y):
     if BACKEND == "torch" and not torch.is_grad_enabled():
         return x.add_(y)
     return x + y
+
+
+def batch_norm_train(x, gamma, beta, moving_mean, moving_variance, momentum, epsilon, data_format):
+    """Training-mode BatchNorm: normalise with the batch statistics and update
+    the moving ones (``moving = (1 - momentum) * moving + momentum * batch``,
+    unbiased variance, as PyTorch's ``BatchNorm2d``).
+
+    On torch this is one fused ``F.batch_norm`` (forward and backward in one
+    kernel each, running statistics updated in place) instead of about ten
+    elementwise ops; elsewhere the same arithmetic in ``keras.ops``.
+    """
+    if BACKEND == "torch":
+        y = x.permute(0, 3, 1, 2) if data_format == "channels_last" else x
+        with torch.no_grad():
+            running_mean, running_var = moving_mean.value, moving_variance.value
+        y = F.batch_norm(
+            y, running_mean, running_var, gamma.value, beta.value, training=True,
+            momentum=momentum, eps=epsilon,
+        )
+        return y.permute(0, 2, 3, 1) if data_format == "channels_last" else y
+    if BACKEND == "tensorflow" and data_format == "channels_last":
+        # The fused kernel returns the updated moving statistics itself
+        # (exponential_avg_factor = momentum, Bessel-corrected variance).
+        y, new_mean, new_var = tf.compat.v1.nn.fused_batch_norm(
+            x, gamma.value, beta.value, mean=moving_mean.value, variance=moving_variance.value,
+            epsilon=epsilon, data_format="NHWC", is_training=True, exponential_avg_factor=momentum,
+        )
+        moving_mean.assign(tf.stop_gradient(new_mean))
+        moving_variance.assign(tf.stop_gradient(new_var))
+        return y
+    axes = (0, 2, 3) if data_format == "channels_first" else (0, 1, 2)
+    mean, var = ops.moments(x, axes=axes)
+    channels = x.shape[channel_axis(data_format)]
+    # Elements per channel; dynamic, since the batch size may be unknown.
+    n = ops.cast(ops.size(x), var.dtype) / channels
+    unbiased = var * (n / ops.maximum(n - 1.0, 1.0))
+    moving_mean.assign(moving_mean * (1 - momentum) + ops.stop_gradient(mean) * momentum)
+    moving_variance.assign(moving_variance * (1 - momentum) + ops.stop_gradient(unbiased) * momentum)
+    inv_std = gamma * ops.rsqrt(var + epsilon)
+    shift = beta - mean * inv_std
+    if data_format == "channels_first":
+        inv_std = ops.reshape(inv_std, (1, -1, 1, 1))
+        shift = ops.reshape(shift, (1, -1, 1, 1))
+    return x * inv_std + shift

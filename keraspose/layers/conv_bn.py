@@ -187,22 +187,10 @@ class ConvBN(BaseLayer):
         return y
 
     def _batch_norm_train(self, y):
-        axes = (0, 2, 3) if self.data_format == "channels_first" else (0, 1, 2)
-        mean, var = ops.moments(y, axes=axes)
-        # Elements per channel; dynamic, since the batch size may be unknown.
-        n = ops.cast(ops.size(y), var.dtype) / self.filters
-        unbiased = var * (n / ops.maximum(n - 1.0, 1.0))
-        m = self.momentum
-        self.moving_mean.assign(self.moving_mean * (1 - m) + ops.stop_gradient(mean) * m)
-        self.moving_variance.assign(
-            self.moving_variance * (1 - m) + ops.stop_gradient(unbiased) * m
+        return backend.batch_norm_train(
+            y, self.gamma, self.beta, self.moving_mean, self.moving_variance,
+            self.momentum, self.epsilon, self.data_format,
         )
-        inv_std = self.gamma * ops.rsqrt(var + self.epsilon)
-        shift = self.beta - mean * inv_std
-        if self.data_format == "channels_first":
-            inv_std = ops.reshape(inv_std, (1, -1, 1, 1))
-            shift = ops.reshape(shift, (1, -1, 1, 1))
-        return y * inv_std + shift
 
     def compute_output_shape(self, input_shape):
         if self.data_format == "channels_first":
