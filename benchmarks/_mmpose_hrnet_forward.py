@@ -12,20 +12,12 @@ import time
 
 import numpy as np
 import torch
-from mmengine.registry import init_default_scope
+
+from _mmpose_model import build_and_save
 
 config_path, ckpt_out, input_npy, threads, repeats, batches = sys.argv[1:7]
 threads, repeats = int(threads), int(repeats)
-torch.set_num_threads(threads)
-torch.manual_seed(0)
-init_default_scope("mmpose")
-from mmpose.registry import MODELS  # noqa: E402
-
-cfg = json.load(open(config_path))["model"]
-model = MODELS.build(cfg)
-model.init_weights()
-model.eval()
-torch.save({"meta": {}, "state_dict": model.state_dict()}, ckpt_out)
+model = build_and_save(config_path, ckpt_out, threads, train=False)
 
 x_all = torch.from_numpy(np.load(input_npy))
 result = {"torch": torch.__version__, "threads": threads, "times": {}}

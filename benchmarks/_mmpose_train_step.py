@@ -17,22 +17,14 @@ import time
 import numpy as np
 import torch
 from mmengine.optim import OptimWrapper
-from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData, PixelData
+
+from _mmpose_model import build_and_save
 
 config_path, ckpt_out, data_npz, threads, repeats, warmup, lr = sys.argv[1:8]
 threads, repeats, warmup, lr = int(threads), int(repeats), int(warmup), float(lr)
-torch.set_num_threads(threads)
-torch.manual_seed(0)
-init_default_scope("mmpose")
-from mmpose.registry import MODELS  # noqa: E402
-from mmpose.structures import PoseDataSample  # noqa: E402
-
-cfg = json.load(open(config_path))["model"]
-model = MODELS.build(cfg)
-model.init_weights()
-model.train()
-torch.save({"meta": {}, "state_dict": model.state_dict()}, ckpt_out)
+model = build_and_save(config_path, ckpt_out, threads, train=True)
+from mmpose.structures import PoseDataSample  # noqa: E402  (after build_and_save set the scope)
 
 data = np.load(data_npz)
 x = torch.from_numpy(data["x"])  # (B, 3, H, W) normalised
