@@ -29,7 +29,7 @@ def _progress_bar(total, enabled):
         return None
     import keras  # the Progbar; imported here so the metrics stay Keras-free
 
-    # stateful_metrics=[] and a unit of "people" make the bar read "n/total".
+    # A live bar on a terminal; one line at the end when the output is a file or a pipe.
     return keras.utils.Progbar(total, unit_name="person", verbose=1 if sys.stdout.isatty() else 2)
 
 
