@@ -159,3 +159,15 @@ def test_fit_is_reproducible_from_the_seed(coco_mini_samples, reference_dir):
 
     for a, b in zip(train(), train()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_train_pipeline_with_photometric_distortion(coco_mini_samples, tiny_model):
+    """The optional photometric step changes pixels but not the targets, and stays seeded."""
+    plain = TopdownPyDataset(coco_mini_samples[:8], train_pipeline(tiny_model.head.codec, load_metainfo("coco"), seed=1),
+                             tiny_model.preprocess, batch_size=4, seed=1)
+    pipeline = train_pipeline(tiny_model.head.codec, load_metainfo("coco"), seed=1, photometric=True)
+    photo = TopdownPyDataset(coco_mini_samples[:8], pipeline, tiny_model.preprocess, batch_size=4, seed=1)
+    (xp, yp), (xq, yq) = plain[0], photo[0]
+    np.testing.assert_array_equal(yp["heatmaps"], yq["heatmaps"])
+    assert not np.array_equal(xp, xq)
+    np.testing.assert_array_equal(photo[0][0], xq)

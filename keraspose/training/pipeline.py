@@ -27,6 +27,7 @@ from keraspose.transforms import (
     GenerateTarget,
     GetBBoxCenterScale,
     LoadImage,
+    PhotometricDistortion,
     RandomBBoxTransform,
     RandomFlip,
     RandomHalfBody,
@@ -34,19 +35,25 @@ from keraspose.transforms import (
 )
 
 
-def train_pipeline(codec, metainfo, seed=0):
-    """MMPose's standard top-down training transforms for a heatmap codec."""
-    return Compose(
-        [
-            LoadImage(),
-            GetBBoxCenterScale(padding=1.25),
-            RandomFlip(prob=0.5, direction="horizontal", metainfo=metainfo, seed=seed),
-            RandomHalfBody(metainfo=metainfo, seed=seed),
-            RandomBBoxTransform(seed=seed),
-            TopdownAffine(input_size=codec.input_size),
-            GenerateTarget(codec),
-        ]
-    )
+def train_pipeline(codec, metainfo, seed=0, photometric=False):
+    """MMPose's standard top-down training transforms for a heatmap codec.
+
+    ``photometric=True`` adds MMPose's ``PhotometricDistortion`` (brightness,
+    contrast, saturation, hue, channel swap) to each crop, after the affine
+    warp, where it costs the least.
+    """
+    transforms = [
+        LoadImage(),
+        GetBBoxCenterScale(padding=1.25),
+        RandomFlip(prob=0.5, direction="horizontal", metainfo=metainfo, seed=seed),
+        RandomHalfBody(metainfo=metainfo, seed=seed),
+        RandomBBoxTransform(seed=seed),
+        TopdownAffine(input_size=codec.input_size),
+    ]
+    if photometric:
+        transforms.append(PhotometricDistortion(seed=seed))
+    transforms.append(GenerateTarget(codec))
+    return Compose(transforms)
 
 
 def val_pipeline(codec):

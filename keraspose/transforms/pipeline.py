@@ -59,6 +59,7 @@ __all__ = [
     "RandomFlip",
     "RandomHalfBody",
     "RandomBBoxTransform",
+    "PhotometricDistortion",
     "GenerateTarget",
 ]
 
@@ -473,6 +474,83 @@ class RandomBBoxTransform(_RandomTransform):
             "rotate_prob": self.rotate_prob,
             "seed": self.seed,
         }
+
+
+def _convert(img, alpha=1.0, beta=0.0):
+    """``clip(img * alpha + beta, 0, 255)`` back to uint8 (truncating, as MMPose does)."""
+    return np.clip(img.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+
+@_register
+class PhotometricDistortion(_RandomTransform):
+    """MMPose's PhotometricDistortion of a BGR uint8 image: brightness,
+    contrast, saturation, hue, channel swap, each drawn at random.
+
+    Reproduces MMPose 1.3.2 step for step, including a quirk of its code: the
+    contrast step runs both before and after the HSV step when
+    ``contrast_mode`` is 1, and not at all when it is 0 (the docstring there
+    says "first or last"). Hue is shifted in OpenCV's 0-179 hue channel with
+    uint8 wrap-around, as there. Apply it before ``TopdownAffine`` (to the
+    whole image, as MMPose's configs do) or after (to the crop).
+
+    :meth:`draw` returns the random parameters and :meth:`apply` uses them,
+    so the arithmetic can be checked separately from the random draws.
+    """
+
+    def __init__(self, brightness_delta=32, contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5),
+                 hue_delta=18, seed=None):
+        super().__init__(seed)
+        self.brightness_delta = brightness_delta
+        self.contrast_range = tuple(contrast_range)
+        self.saturation_range = tuple(saturation_range)
+        self.hue_delta = int(hue_delta)
+
+    def draw(self):
+        rng = self.rng
+        return {
+            "contrast_mode": int(rng.integers(2)),
+            "brightness_flag": int(rng.integers(2)),
+            "contrast_flag": int(rng.integers(2)),
+            "hsv_mode": int(rng.integers(4)),
+            "swap_flag": int(rng.integers(2)),
+            "brightness_beta": float(rng.uniform(-self.brightness_delta, self.brightness_delta)),
+            "contrast_alpha": float(rng.uniform(*self.contrast_range)),
+            "saturation_alpha": float(rng.uniform(*self.saturation_range)),
+            "hue_delta": int(rng.integers(-self.hue_delta, self.hue_delta)),
+            "swap_channel_order": rng.permutation(3),
+        }
+
+    @staticmethod
+    def apply(img, p):
+        if p["brightness_flag"]:
+            img = _convert(img, beta=p["brightness_beta"])
+        if p["contrast_mode"] == 1 and p["contrast_flag"]:
+            img = _convert(img, alpha=p["contrast_alpha"])
+        if p["hsv_mode"]:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+            if p["hsv_mode"] in (1, 3):
+                img[:, :, 1] = _convert(img[:, :, 1], alpha=p["saturation_alpha"])
+            if p["hsv_mode"] in (2, 3):
+                img[:, :, 0] = img[:, :, 0].astype(int) + p["hue_delta"]  # wraps around in uint8
+            img = cv2.cvtColor(img, cv2.COLOR_HSV2BGR)
+        if p["contrast_mode"] == 1 and p["contrast_flag"]:
+            img = _convert(img, alpha=p["contrast_alpha"])
+        if p["swap_flag"]:
+            img = np.ascontiguousarray(img[..., p["swap_channel_order"]])
+        return img
+
+    def transform(self, results):
+        img = results.get("img")
+        if img is None or np.asarray(img).dtype != np.uint8 or np.asarray(img).ndim != 3:
+            raise ValueError("PhotometricDistortion needs results['img'] as an (H, W, 3) uint8 BGR image")
+        results["img"] = self.apply(np.asarray(img), self.draw())
+        return results
+
+    def get_config(self):
+        return dict(
+            brightness_delta=self.brightness_delta, contrast_range=list(self.contrast_range),
+            saturation_range=list(self.saturation_range), hue_delta=self.hue_delta, seed=self.seed,
+        )
 
 
 @_register
