@@ -290,3 +290,38 @@ def test_catalogue_architecture_builds_offline(monkeypatch):
     assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == 28_536_113 - 33
     assert model.flip_test is False
     assert model.head.out_channels == 16 and model.metainfo.dataset_name == "mpii"
+
+
+def test_evaluation_chain_matches_mmpose_with_detections(data_dir, reference_dir, tmp_path):
+    """The whole MMPose test loop (detections >= 0.3 as boxes, validation crops,
+    flip test, decoding, box x keypoint rescoring, OKS-NMS, results file) on
+    the tiny reference HRNet: the same people survive with the same keypoints
+    and scores as in MMPose 1.3.2's own results file
+    (tests/fixtures, made by tools/make_topdown_eval_fixture.py)."""
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent / "fixtures"
+    expected = json.loads((fixtures / "tiny_hrnet_test_coco_det.keypoints.json").read_text())
+    expected_stats = json.loads((fixtures / "tiny_hrnet_test_coco_det.stats.json").read_text())
+    d = reference_dir / "models"
+    model = from_mmpose(d / "tiny_hrnet_coco_config.json", d / "tiny_hrnet_coco.pth")
+    root = data_dir / "mmpose_tests/coco"
+    dets = CocoStyleDataset(root / "test_coco.json", root, bbox_file=root / "test_coco_det_AP_H_56.json",
+                            bbox_score_thr=0.3, test_mode=True)
+    assert len(dets) == expected_stats["people"] == 33
+    stats = evaluate_topdown(model, dets, outfile_prefix=str(tmp_path / "ours"))
+    assert stats == pytest.approx(expected_stats["stats"], abs=1e-6)
+    ours = json.loads((tmp_path / "ours.keypoints.json").read_text())
+    assert len(ours) == len(expected)
+
+    def key(r):
+        return (r["image_id"], -r["score"])
+
+    for mine, ref in zip(sorted(ours, key=key), sorted(expected, key=key)):
+        assert mine["image_id"] == ref["image_id"]
+        assert mine["score"] == pytest.approx(ref["score"], rel=1e-4)
+        a, b = np.reshape(mine["keypoints"], (-1, 3)), np.reshape(ref["keypoints"], (-1, 3))
+        np.testing.assert_allclose(a[:, :2], b[:, :2], atol=1e-2)  # image pixels
+        # Scores are heatmap maxima (tens, for random weights): float32
+        # rounding relative to the largest of them.
+        np.testing.assert_allclose(a[:, 2], b[:, 2], rtol=1e-4, atol=1e-5 * np.abs(b[:, 2]).max())
