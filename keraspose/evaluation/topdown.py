@@ -58,7 +58,8 @@ def predict_dataset(model, dataset, batch_size: int = 32, flip_test: Optional[bo
         c, s = np.stack(centers), np.stack(scales)
         keypoints = crop_to_image(keypoints, c, s, model.input_size)
         out = [(sample, keypoints[i], scores[i], float(np.prod(s[i]))) for i, sample in enumerate(pending)]
-        pending.clear(), crops.clear(), centers.clear(), scales.clear()
+        for buffer in (pending, crops, centers, scales):
+            buffer.clear()
         return out
 
     done = 0
@@ -69,7 +70,9 @@ def predict_dataset(model, dataset, batch_size: int = 32, flip_test: Optional[bo
             cached_image, cached_path = load_image(path, f"dataset[{index}]['img_path']"), path
         crop, center, scale = model.crop_people(cached_image, np.asarray(sample["bbox"], np.float32).reshape(1, 4))
         pending.append(sample)
-        crops.append(crop[0]), centers.append(center[0]), scales.append(scale[0])
+        crops.append(crop[0])
+        centers.append(center[0])
+        scales.append(scale[0])
         if len(pending) == batch_size or index == n - 1:
             for item in flush():
                 yield item
