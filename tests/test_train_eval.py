@@ -154,6 +154,17 @@ def test_evaluation_every_n_epochs(data_dir, test_coco, reference_dir):
     assert [e for e, _ in callback.history] == [1]
     with pytest.raises(ValueError, match="every_n_epochs"):
         CocoEvaluation(test_coco, every_n_epochs=0)
+    # Validation data of another keypoint set fails before any training step.
+    mpii = CocoStyleDataset.__new__(CocoStyleDataset)
+    mpii.data_list, mpii.ann_file, mpii.test_mode = [{}], "test_mpii.json", True
+    from keraspose.metainfo import load_metainfo
+
+    mpii.metainfo = load_metainfo("mpii")
+    steps = []
+    counter = keras.callbacks.LambdaCallback(on_train_batch_begin=lambda batch, logs: steps.append(batch))
+    with pytest.raises(ValueError, match="16 keypoints but the model predicts 17"):
+        model.fit(data, epochs=1, verbose=0, callbacks=[CocoEvaluation(mpii, verbose=0), counter])
+    assert steps == []
 
 
 class _Interrupt(keras.callbacks.Callback):

@@ -86,6 +86,16 @@ class CocoEvaluation(keras.callbacks.Callback):
             if record.get("monitor") == self.monitor:
                 self.best, self.best_epoch = float(record["best"]), int(record["epoch"])
 
+    def on_train_begin(self, logs=None):
+        # Fail before the first epoch, not after it, on a dataset of another keypoint set.
+        dataset_k = getattr(self.dataset, "num_keypoints", None)
+        model_k = self.model.metainfo.num_keypoints
+        if dataset_k is not None and dataset_k != model_k:
+            raise ValueError(
+                f"CocoEvaluation: the validation dataset has {dataset_k} keypoints but the model predicts "
+                f"{model_k}; validate on data of the model's keypoint set"
+            )
+
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs:
             return
