@@ -286,10 +286,8 @@ def batch_norm_train(x, gamma, beta, moving_mean, moving_variance, momentum, eps
     """
     if BACKEND == "torch":
         y = x.permute(0, 3, 1, 2) if data_format == "channels_last" else x
-        with torch.no_grad():
-            running_mean, running_var = moving_mean.value, moving_variance.value
         y = F.batch_norm(
-            y, running_mean, running_var, gamma.value, beta.value, training=True,
+            y, moving_mean.value, moving_variance.value, gamma.value, beta.value, training=True,
             momentum=momentum, eps=epsilon,
         )
         return y.permute(0, 2, 3, 1) if data_format == "channels_last" else y
