@@ -18,7 +18,8 @@ Prints one JSON line with the per-pass seconds and sample counts.
 
 import json
 import sys
-import time
+
+from _reference import time_each
 
 data_root, ann_file, img_prefix, threads, passes, warmup, batch_size, seed = sys.argv[1:9]
 threads, passes, warmup, batch_size, seed = map(int, (threads, passes, warmup, batch_size, seed))
@@ -87,14 +88,7 @@ result = {
 }
 with torch.no_grad():
     for name, fn in [("sample_packed", sample_packed), ("sample_nopack", sample_nopack), ("batch", batch)]:
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(passes):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        result["times"][name] = times
+        result["times"][name] = time_each(fn, passes, warmup)
 
 # One packed sample's shapes, to show both sides produce the same thing.
 s = dataset[0]

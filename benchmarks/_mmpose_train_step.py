@@ -12,7 +12,8 @@ zero_grad). Prints one JSON line with the first step's loss and the times.
 
 import json
 import sys
-import time
+
+from _reference import time_each
 
 import numpy as np
 import torch
@@ -45,14 +46,8 @@ def step():
     return log_vars
 
 
-first = step()
-for _ in range(warmup - 1):
-    step()
-times = []
-for _ in range(repeats):
-    t0 = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - t0)
+first = step()  # the first of the warm-up steps; its loss is compared with keraspose's
+times = time_each(step, repeats, warmup - 1)
 ordered = sorted(times)
 print(json.dumps({
     "torch": torch.__version__, "threads": threads,

@@ -42,8 +42,12 @@ def run_reference(script, args, python=None, threads=2):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def time_calls(fn, repeats, warmup=3):
-    """Median and min seconds per call of ``fn()`` after ``warmup`` calls."""
+def time_each(fn, repeats, warmup=3):
+    """Seconds of each of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls.
+
+    Standard library only, so the reference-side scripts (run in MMPose's
+    venv) time with the same loop as the keraspose side.
+    """
     for _ in range(warmup):
         fn()
     times = []
@@ -51,7 +55,12 @@ def time_calls(fn, repeats, warmup=3):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    times.sort()
+    return times
+
+
+def time_calls(fn, repeats, warmup=3):
+    """Median and min seconds per call of ``fn()`` after ``warmup`` calls."""
+    times = sorted(time_each(fn, repeats, warmup))
     return {"median": times[len(times) // 2], "min": times[0]}
 
 
