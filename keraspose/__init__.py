@@ -40,7 +40,6 @@ _default_backend()
 
 from keraspose.version import __version__  # noqa: E402
 from keraspose.codecs import MSRAHeatmap, UDPHeatmap  # noqa: E402
-from keraspose.convert import from_mmpose  # noqa: E402
 from keraspose.datasets import CocoStyleDataset, MpiiDataset  # noqa: E402
 from keraspose.evaluation import CocoMetric, evaluate_coco_results, evaluate_topdown  # noqa: E402
 from keraspose.layers import ConvBN  # noqa: E402
@@ -73,6 +72,7 @@ __all__ = [
     "UDPHeatmap",
     "evaluate_coco_results",
     "evaluate_topdown",
+    "from_mmdet",
     "from_mmpose",
     "hrnet_extra",
     "litehrnet_extra",
@@ -84,3 +84,17 @@ __all__ = [
     "upload_preset",
     "visualize",
 ]
+
+# Converters (keraspose.convert) import torch to read checkpoints and import
+# the model classes; they load on first use, so `import keraspose` (and any
+# model module) stays free of them.
+_LAZY = {"from_mmpose": "keraspose.convert.mmpose", "from_mmdet": "keraspose.convert.mmdet"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'keraspose' has no attribute {name!r}")
+

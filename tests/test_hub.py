@@ -43,11 +43,16 @@ from test_presets_io import TinyPoseNet, make_model, outputs_of
 
 from keraspose.presets.hub import BUNDLED_DIR as _BUNDLED_DIR
 from keraspose.presets import (
+    CONVERTERS,
     PRESET_FILES,
+    TASKS,
     CheckpointDownloadError,
     PresetUnavailableError,
+    catalogue_converter,
+    catalogue_task,
     download_checkpoint,
     get_catalogue_entry,
+    get_converter,
     list_presets,
     load_preset,
     load_preset_metadata,
@@ -189,24 +194,40 @@ def test_parse_handle(tmp_path):
 def test_catalogue_entries_are_complete():
     names = list_presets()
     assert {"hrnet_w32_coco", "hrnet_w32_coco_384x288", "hrnet_w48_coco", "simplebaseline_res50_coco",
-            "tinypose_coco_256x192", "tinypose_coco_128x96"} <= set(names)
+            "tinypose_coco_256x192", "tinypose_coco_128x96", "rtmdet_m_person"} <= set(names)
+    source_model_type = {"mmpose": "TopdownPoseEstimator", "mmdet": "RTMDet"}
     for name in names:
         entry = get_catalogue_entry(name)
         for field in ("name", "description", "class", "reported_ap", "num_parameters", "input_size", "license"):
             assert entry.get(field) not in (None, ""), (name, field)
+        assert entry["task"] in TASKS and catalogue_task(entry) == entry["task"], name
+        # What a preset predicts: keypoints for pose models, class names for detectors.
+        assert entry.get("num_keypoints" if entry["task"] == "pose" else "class_names"), name
         if entry.get("bundled"):  # shipped in the wheel: no Hub repo or checkpoint needed
             assert os.path.exists(os.path.join(_BUNDLED_DIR, entry["bundled"], "model.safetensors")), name
             continue
-        for field in ("hub_handle", "mmpose_config", "checkpoint_url"):
+        converter = catalogue_converter(entry)
+        assert converter == entry["converter"] and converter in CONVERTERS, name
+        for field in ("hub_handle", f"{converter}_config", "checkpoint_url"):
             assert entry.get(field) not in (None, ""), (name, field)
         assert entry["hub_handle"].startswith("hf://")
         assert entry["checkpoint_url"].startswith("https://download.openmmlab.com/mmpose/")
-        # MMPose puts the first 8 hex digits of the sha256 in the file name.
+        # OpenMMLab puts the first 8 hex digits of the sha256 in the file name.
         assert entry["checkpoint_sha256_prefix"] in entry["checkpoint_url"]
-        assert entry["mmpose_model"]["type"] == "TopdownPoseEstimator"
+        assert entry[f"{converter}_model"]["type"] == source_model_type[converter]
     assert get_catalogue_entry("hrnet_w32_coco")["reported_ap"] == 0.749
     with pytest.raises(ValueError, match="Did you mean 'hrnet_w32_coco'"):
         get_catalogue_entry("hrnet_w32_coco_256x19")
+
+
+def test_entries_without_a_converter_field_still_work(tmp_path, monkeypatch):
+    # Catalogues written before "converter" existed: an MMPose config means MMPose.
+    entry = _write_catalogue(tmp_path, monkeypatch)
+    assert "converter" not in entry and catalogue_converter(get_catalogue_entry("tiny_test_preset")) == "mmpose"
+    assert catalogue_task(get_catalogue_entry("tiny_test_preset")) == "pose"
+    assert catalogue_converter({"name": "x", "bundled": "x"}) == "bundled"
+    with pytest.raises(ValueError, match="unknown converter 'caffe'.*register_converter"):
+        get_converter("caffe")
 
 
 # ---------------------------------------------------------------------------

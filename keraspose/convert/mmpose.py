@@ -284,3 +284,20 @@ def from_mmpose(config, checkpoint, metainfo=None):
     """
     model = build_from_mmpose_config(config, metainfo=metainfo)
     return load_mmpose_weights(model, load_mmpose_state_dict(checkpoint))
+
+
+# ---------------------------------------------------------------------------
+# Catalogue converter protocol (keraspose.presets.registry)
+# ---------------------------------------------------------------------------
+def build_catalogue_entry(entry):
+    """The (unweighted, built) TopdownEstimator of a catalogue entry with an embedded ``mmpose_model``."""
+    if not isinstance(entry.get("mmpose_model"), dict):
+        raise ConversionError(f"catalogue entry {entry.get('name')!r} has no mmpose_model to build from")
+    return build_from_mmpose_config(entry["mmpose_model"], metainfo=entry.get("dataset"))
+
+
+def convert_catalogue_entry(entry, checkpoint):
+    """The TopdownEstimator of a catalogue entry with the weights of its downloaded MMPose checkpoint."""
+    config = entry.get("mmpose_model") or entry.get("mmpose_config")
+    return from_mmpose(config, checkpoint, metainfo=entry.get("dataset"))
+

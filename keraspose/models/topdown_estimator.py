@@ -26,6 +26,7 @@ import numpy as np
 from keraspose import backend
 from keraspose.losses import PoseAccuracy
 from keraspose.metainfo import DatasetMetainfo, load_metainfo
+from keraspose.presets import PresetMixin
 from keraspose.transforms import bbox_xyxy2cs, fix_aspect_ratio, flip_heatmaps, get_warp_matrix
 
 
@@ -121,7 +122,7 @@ def _check_bboxes(bboxes, image_shape, name):
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
-class TopdownEstimator(keras.Model):
+class TopdownEstimator(keras.Model, PresetMixin):
     """Top-down pose estimator: backbone, optional neck, codec-aware head.
 
     Args:
@@ -143,6 +144,8 @@ class TopdownEstimator(keras.Model):
     >>> results[0].keypoints.shape  # doctest: +SKIP
     (1, 17, 2)
     """
+
+    preset_task = "pose"
 
     def __init__(
         self,
@@ -386,42 +389,20 @@ class TopdownEstimator(keras.Model):
         """Load a preset: a catalogue name, ``hf://owner/repo[@revision]`` or a directory.
 
         ``overrides`` replace entries of the saved config (``flip_test=False``);
-        ``load_weights=False`` builds the architecture only.
+        ``load_weights=False`` builds the architecture only (offline for
+        catalogue models); ``metainfo=`` adapts the model to another keypoint
+        set (:meth:`with_keypoint_set`). A detector preset is refused with a
+        pointer to ``keraspose.RTMDetector``.
 
         Example:
         >>> model = TopdownEstimator.from_preset("tinypose_coco_256x192", flip_test=False)  # doctest: +SKIP
         """
-        from keraspose.presets import load_preset, resolve_preset
-
         metainfo = overrides.pop("metainfo", None)
-        model = None
-        if not load_weights:
-            # A catalogue model's architecture is known without its weights:
-            # build it offline (training from scratch needs nothing else).
-            model = cls._architecture_from_catalogue(handle, overrides)
-        if model is None:
-            model = load_preset(resolve_preset(handle), expected_class=cls, load_weights=load_weights, **overrides)
+        model = super().from_preset(handle, load_weights=load_weights, **overrides)
         if metainfo is not None:
             # Another keypoint set (or another description of the same one):
             # the trained layers carry over, a new final layer if K differs.
             model = model.with_keypoint_set(metainfo)
-        return model
-
-    @classmethod
-    def _architecture_from_catalogue(cls, handle, overrides):
-        from keraspose.convert.mmpose import build_from_mmpose_config
-        from keraspose.presets.hub import get_catalogue_entry, parse_handle
-
-        if parse_handle(handle).kind != "catalogue":
-            return None
-        entry = get_catalogue_entry(handle)
-        if "mmpose_model" not in entry:
-            return None
-        model = build_from_mmpose_config(entry["mmpose_model"], metainfo=entry.get("dataset"))
-        if overrides:
-            config = {**model.get_config(), **overrides}
-            model = cls.from_config(config)
-            model.build()
         return model
 
     def with_keypoint_set(self, metainfo):
@@ -463,12 +444,6 @@ class TopdownEstimator(keras.Model):
         if any(path not in head_paths for path in fresh):
             raise RuntimeError(f"with_keypoint_set: unexpected shape change outside the head: {fresh}")
         return new
-
-    def save_to_preset(self, preset_dir, metadata=None, model_card=None, overwrite=False):
-        """Write this model as a preset directory (atomically: temp dir, then rename)."""
-        from keraspose.presets import save_preset
-
-        return save_preset(self, preset_dir, metadata=metadata, model_card=model_card, overwrite=overwrite)
 
     # -- serialization ----------------------------------------------------
     def get_config(self):

@@ -7,6 +7,10 @@ Example:
 >>> model = presets.load_preset(presets.resolve_preset("hf://owner/repo"))  # doctest: +SKIP
 >>> presets.save_preset(model, "my_preset")  # doctest: +SKIP
 >>> presets.upload_preset("hf://me/my_preset", "my_preset")  # doctest: +SKIP
+
+Model classes get ``from_preset``/``save_to_preset`` from
+:class:`PresetMixin`; catalogue entries name their converter, imported only
+when needed (:mod:`keraspose.presets.registry`).
 """
 
 from keraspose.presets.hub import (
@@ -36,9 +40,35 @@ from keraspose.presets.preset_io import (
     save_preset,
     variable_keys,
 )
+from keraspose.presets.registry import (
+    CONVERTERS,
+    TASKS,
+    PresetMixin,
+    PresetTaskError,
+    build_from_catalogue,
+    catalogue_converter,
+    catalogue_task,
+    check_preset_task,
+    get_converter,
+    load_model_preset,
+    register_converter,
+    task_of_class,
+)
 
 __all__ = [
     "CONFIG_FILE",
+    "CONVERTERS",
+    "TASKS",
+    "PresetMixin",
+    "PresetTaskError",
+    "build_from_catalogue",
+    "catalogue_converter",
+    "catalogue_task",
+    "check_preset_task",
+    "get_converter",
+    "load_model_preset",
+    "register_converter",
+    "task_of_class",
     "METADATA_FILE",
     "PRESET_FILES",
     "README_FILE",

@@ -1,4 +1,4 @@
-"""Preset handles, the catalogue, the Hugging Face Hub, and the MMPose fallback.
+"""Preset handles, the catalogue, the Hugging Face Hub, and the official-checkpoint fallback.
 
 A *handle* names a preset in one of three ways:
 
@@ -15,8 +15,9 @@ A *handle* names a preset in one of three ways:
 A catalogue preset is looked for, in order: bundled with the package; already
 converted in the keraspose cache (``KERASPOSE_HOME``, default
 ``~/.cache/keraspose``); its Hub repo (or the Hub cache); and finally the
-official MMPose checkpoint, downloaded, checked against its sha256 and
-converted locally (:func:`convert_checkpoint_preset`).
+official checkpoint (MMPose, MMDetection), downloaded, checked against its
+sha256 and converted locally by the converter the entry names
+(:func:`convert_checkpoint_preset`, :mod:`keraspose.presets.registry`).
 
 Nothing waits long on a dead network: the Hub is first probed with a short
 timeout (``KERASPOSE_HUB_TIMEOUT``, else ``HF_HUB_ETAG_TIMEOUT``, else 5 s),
@@ -222,9 +223,11 @@ def parse_handle(handle):
 # ---------------------------------------------------------------------------
 # Catalogue
 # ---------------------------------------------------------------------------
-# hub_handle, checkpoint_url (+ checkpoint_sha256[_prefix]) and mmpose_config
-# are optional: a preset bundled with the package (entry field "bundled":
-# a folder name under keraspose/presets/bundled/) needs neither.
+# hub_handle, checkpoint_url (+ checkpoint_sha256[_prefix]), converter
+# ("mmpose", "mmdet"; inferred for older entries) with its <converter>_config
+# name and <converter>_model dict, and task ("pose", "detector") are optional:
+# a preset bundled with the package (entry field "bundled": a folder name
+# under keraspose/presets/bundled/) needs none of them.
 _REQUIRED_FIELDS = ("name", "description", "class", "license")
 
 
@@ -478,12 +481,6 @@ def download_checkpoint(url, dest_dir=None, *, sha256=None, timeout=None, progre
     return dest
 
 
-def _default_converter(config, checkpoint):
-    from keraspose.convert import from_mmpose
-
-    return from_mmpose(config, checkpoint)
-
-
 def _converted_dir(name, cache_root=None):
     return os.path.join(cache_root or keraspose_home(), "presets", name)
 
@@ -493,22 +490,24 @@ def _is_complete_preset(path):
 
 
 def convert_checkpoint_preset(entry, converter=None, *, cache_root=None, timeout=None, progress=True):
-    """Build a catalogue preset from its official MMPose checkpoint; returns the preset directory.
+    """Build a catalogue preset from its official checkpoint; returns the preset directory.
 
     Downloads ``entry["checkpoint_url"]`` (verified against
-    ``checkpoint_sha256``), calls ``converter(mmpose_config, checkpoint_path)``
-    to get the Keras model, and saves it as a preset under
-    ``KERASPOSE_HOME/presets/<name>`` (or ``cache_root``). The MMPose config
-    passed is the entry's ``mmpose_model`` dict when the catalogue ships one,
-    else its ``mmpose_config`` name. ``converter`` defaults to
-    ``keraspose.convert.from_mmpose``.
+    ``checkpoint_sha256`` or ``checkpoint_sha256_prefix``), converts it with
+    the entry's converter (``entry["converter"]``: ``"mmpose"``,
+    ``"mmdet"``, ...; see :mod:`keraspose.presets.registry`), and saves the
+    model as a preset under ``KERASPOSE_HOME/presets/<name>`` (or
+    ``cache_root``). A ``converter`` callable replaces the registered one:
+    it is called as ``converter(source_config, checkpoint_path)`` with the
+    entry's ``<converter>_model`` dict (else its ``<converter>_config`` name).
 
     Example:
     >>> entry = get_catalogue_entry("hrnet_w32_coco")
     >>> convert_checkpoint_preset(entry)  # doctest: +SKIP
     '/root/.cache/keraspose/presets/hrnet_w32_coco'
     """
-    converter = converter or _default_converter
+    from keraspose.presets import registry
+
     name = entry["name"]
     target = _converted_dir(name, cache_root)
     if _is_complete_preset(target):
@@ -520,15 +519,21 @@ def convert_checkpoint_preset(entry, converter=None, *, cache_root=None, timeout
         timeout=timeout,
         progress=progress,
     )
-    model = converter(entry.get("mmpose_model") or entry["mmpose_config"], checkpoint)
+    if converter is not None:
+        model = converter(registry.source_model_config(entry), checkpoint)
+    else:
+        model = registry.convert_catalogue_checkpoint(entry, checkpoint)
+    source = registry.catalogue_converter(entry)
     metadata = {
         "name": name,
+        "task": registry.catalogue_task(entry),
         "description": entry.get("description"),
         "license": entry.get("license"),
         "datasets": [entry["dataset"]] if entry.get("dataset") else None,
         "metrics": entry.get("reported_metrics") or ({"coco/AP": entry["reported_ap"]} if "reported_ap" in entry else {}),
-        "metrics_source": "reported by the MMPose model zoo for the original checkpoint",
-        "mmpose_config": entry.get("mmpose_config"),
+        "metrics_source": entry.get("metrics_source") or "reported by the source model zoo for the original checkpoint",
+        "class_names": entry.get("class_names"),
+        f"{source}_config": entry.get(f"{source}_config") if source else None,
         "source_checkpoint": entry["checkpoint_url"],
         "source_checkpoint_sha256": _sha256_file(checkpoint),
         "hub_handle": entry.get("hub_handle"),
@@ -548,11 +553,15 @@ def convert_checkpoint_preset(entry, converter=None, *, cache_root=None, timeout
 # Resolve
 # ---------------------------------------------------------------------------
 def _how_to_proceed(entry):
-    if not entry.get("mmpose_config"):
+    from keraspose.presets import registry
+
+    source = registry.catalogue_converter(entry)
+    config_name = entry.get(f"{source}_config") if source else None
+    if not config_name:
         return "To proceed: connect to the Hub once, or copy a Hugging Face cache that has the preset."
     return (
         "To proceed: download the checkpoint on a machine with internet access (and copy it here), convert it "
-        f"with\n    keraspose convert mmpose {entry['mmpose_config']} CHECKPOINT.pth --out DIR\n"
+        f"with\n    keraspose convert {source} {config_name} CHECKPOINT.pth --out DIR\n"
         "and load it with from_preset(\"DIR\"); or copy a Hugging Face cache that has "
         f"{entry.get('hub_handle')} and point HF_HOME at it."
     )
@@ -565,9 +574,10 @@ def resolve_preset(handle, *, token=None, converter=None, timeout=None, progress
         handle: see the module docstring.
         token: Hugging Face token for private repos (default: the usual
             HF_TOKEN / saved login).
-        converter: ``converter(mmpose_config, checkpoint_path) -> keras.Model``
+        converter: ``converter(source_config, checkpoint_path) -> keras.Model``
             for the last-resort conversion of an official checkpoint
-            (default ``keraspose.convert.from_mmpose``).
+            (default: the converter the catalogue entry names, e.g.
+            ``keraspose.convert.mmpose`` or ``keraspose.convert.mmdet``).
         timeout: network timeout in seconds (default: see module docstring).
         progress: show a progress bar for checkpoint downloads.
 
@@ -610,10 +620,10 @@ def resolve_preset(handle, *, token=None, converter=None, timeout=None, progress
     try:
         return convert_checkpoint_preset(entry, converter, timeout=timeout, progress=progress)
     except CheckpointDownloadError as err:
-        attempts.append(f"- official MMPose checkpoint {entry['checkpoint_url']}: {err}")
+        attempts.append(f"- official checkpoint {entry['checkpoint_url']}: {err}")
     except Exception as err:
         attempts.append(
-            f"- official MMPose checkpoint {entry['checkpoint_url']}: downloaded, but converting it failed: "
+            f"- official checkpoint {entry['checkpoint_url']}: downloaded, but converting it failed: "
             f"{type(err).__name__}: {err}"
         )
     raise PresetUnavailableError(

@@ -216,6 +216,14 @@ def _num_keypoints_of(model):
     return None
 
 
+def _class_names_of(model):
+    """A detector's class names (``model.class_names``), or None for models that have none."""
+    names = getattr(model, "class_names", None)
+    if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+        return list(names)
+    return None
+
+
 def _to_numpy(variable):
     array = keras.ops.convert_to_numpy(variable.value if hasattr(variable, "value") else variable)
     array = np.asarray(array)
@@ -303,43 +311,70 @@ def _yaml_list(key, values):
     return [f"{key}:"] + [f"- {_yaml_scalar(v)}" for v in values]
 
 
+_TASK_CARDS = {
+    # task: (pipeline_tag, tags, usage lines)
+    "pose": (
+        "keypoint-detection",
+        ["pose-estimation", "keypoint-detection"],
+        ['result = model.predict("person.jpg", bboxes=[[x1, y1, x2, y2]])',
+         "print(result.keypoints, result.keypoint_scores)"],
+    ),
+    "detector": (
+        "object-detection",
+        ["object-detection", "person-detection"],
+        ['result = model.predict("street.jpg")',
+         "print(result.boxes, result.scores, result.labels)"],
+    ),
+}
+
+
 def render_model_card(metadata, handle=None):
     """A Hugging Face model card (README.md text) for a preset's metadata.
 
     The YAML front matter carries ``license``, ``library_name: keraspose``,
-    ``tags`` (pose-estimation, keypoint-detection, keras, ...), ``datasets``
-    and ``metrics``; the body has an accuracy table, a usage snippet and the
-    provenance (source checkpoint and its sha256, versions).
+    the ``pipeline_tag`` and ``tags`` of the preset's task (pose models:
+    keypoint-detection, pose-estimation; detectors: object-detection),
+    ``datasets`` and ``metrics``; the body has an accuracy table, a usage
+    snippet and the provenance (source checkpoint and its sha256, versions,
+    keypoint count or class names).
 
     Example:
     >>> card = render_model_card({"name": "demo", "license": "apache-2.0", "metrics": {"coco/AP": 0.75}})
-    >>> card.splitlines()[0], "library_name: keraspose" in card
-    ('---', True)
+    >>> card.splitlines()[0], "library_name: keraspose" in card, "pipeline_tag: keypoint-detection" in card
+    ('---', True, True)
+    >>> "pipeline_tag: object-detection" in render_model_card({"task": "detector", "class_names": ["person"]})
+    True
     """
     name = metadata.get("name") or "keraspose model"
     license_ = metadata.get("license") or "other"
     datasets = metadata.get("datasets") or ([metadata["dataset"]] if metadata.get("dataset") else [])
     metrics = metadata.get("metrics") or {}
-    tags = ["pose-estimation", "keypoint-detection", "keras", "keraspose"]
+    task = metadata.get("task") if metadata.get("task") in _TASK_CARDS else "pose"
+    pipeline_tag, task_tags, usage = _TASK_CARDS[task]
+    tags = task_tags + ["keras", "keraspose"]
     for tag in metadata.get("tags") or []:
         if tag not in tags:
             tags.append(tag)
-    if metadata.get("mmpose_config") and "mmpose" not in tags:
-        tags.append("mmpose")
+    for source in ("mmpose", "mmdet"):
+        if metadata.get(f"{source}_config") and source not in tags:
+            tags.append(source)
     metric_ids = sorted({str(k).split("/")[-1].lower() for k in metrics})
 
-    front = ["---", f"license: {_yaml_scalar(license_)}", "library_name: keraspose", "pipeline_tag: keypoint-detection"]
+    front = ["---", f"license: {_yaml_scalar(license_)}", "library_name: keraspose", f"pipeline_tag: {pipeline_tag}"]
     front += _yaml_list("tags", tags)
     front += _yaml_list("datasets", datasets)
     front += _yaml_list("metrics", metric_ids)
     front.append("---")
 
+    default_class = "RTMDetector" if task == "detector" else "TopdownEstimator"
+    class_name = metadata.get("class_name") or default_class
     load_from = handle or metadata.get("hub_handle") or metadata.get("name") or "PRESET_DIR"
     body = [f"# {name}", ""]
     if metadata.get("description"):
         body += [str(metadata["description"]), ""]
+    what = "person/object detector" if task == "detector" else "pose model"
     body += [
-        f"A `{metadata.get('class_name', 'keras.Model')}` for [keraspose](https://github.com/keraspose/keraspose), "
+        f"A `{class_name}` ({what}) for [keraspose](https://github.com/keraspose/keraspose), "
         "a Keras 3 re-implementation of MMPose that runs on PyTorch, TensorFlow and JAX.",
         "",
         "## Accuracy",
@@ -359,20 +394,29 @@ def render_model_card(metadata, handle=None):
         "```python",
         "import keraspose",
         "",
-        f'model = keraspose.{metadata.get("class_name", "TopdownEstimator").split(">")[-1]}'
-        f'.from_preset("{load_from}")',
-        'result = model.predict("person.jpg", bboxes=[[x1, y1, x2, y2]])',
-        "print(result.keypoints, result.keypoint_scores)",
+        f'model = keraspose.{class_name.split(">")[-1]}.from_preset("{load_from}")',
+        *usage,
         "```",
         "",
-        "## Provenance",
-        "",
     ]
+    if task == "detector":
+        body += [
+            "As the person detector of a top-down pipeline:",
+            "",
+            "```python",
+            f'inferencer = keraspose.PoseInferencer.from_preset(pose="tinypose_coco_256x192", detector="{load_from}")',
+            "```",
+            "",
+        ]
+    body += ["## Provenance", ""]
+    class_names = metadata.get("class_names")
     rows = [
         ("MMPose config", metadata.get("mmpose_config")),
+        ("MMDetection config", metadata.get("mmdet_config")),
         ("Source checkpoint", metadata.get("source_checkpoint")),
         ("Source checkpoint sha256", metadata.get("source_checkpoint_sha256")),
         ("Keypoints", metadata.get("num_keypoints")),
+        ("Classes", ", ".join(map(str, class_names)) if class_names else None),
         ("Parameters", metadata.get("num_parameters")),
         ("Input size (w, h)", metadata.get("input_size")),
         ("keraspose version", metadata.get("keraspose_version")),
@@ -464,6 +508,15 @@ def save_preset(model, preset_dir, metadata=None, model_card=None, overwrite=Fal
         "num_parameters": int(sum(int(np.prod(v.shape)) for v in model.weights)),
         "saved_at": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
     }
+    task = getattr(type(model), "preset_task", None)
+    if task is not None:
+        if meta.get("task") not in (None, task):
+            raise ValueError(f"metadata says task={meta['task']!r} but {type(model).__name__} is a {task!r} model")
+        auto["task"] = task
+    class_names = _class_names_of(model)
+    if class_names is not None:
+        auto["class_names"] = class_names
+        auto["num_classes"] = len(class_names)
     model_keypoints = _num_keypoints_of(model)
     if meta.get("num_keypoints") is not None and model_keypoints is not None:
         if int(meta["num_keypoints"]) != model_keypoints:
