@@ -1,4 +1,4 @@
-"""The ``keraspose`` command: predict poses, convert MMPose checkpoints, manage presets.
+"""The ``keraspose`` command: predict poses, convert MMPose/MMDetection checkpoints, manage presets.
 
 Run ``keraspose --help`` (or ``python -m keraspose --help``) for the
 subcommands, and ``keraspose SUBCOMMAND --help`` for each one's options and
@@ -319,6 +319,43 @@ def cmd_convert_mmpose(args):
     return 0
 
 
+def cmd_convert_mmdet(args):
+    from keraspose.convert.mmdet import from_mmdet
+
+    for path, what in ((args.config, "MMDetection config"), (args.checkpoint, "checkpoint")):
+        if not os.path.isfile(path):
+            raise CLIError(f"{what} not found: {path}")
+    if os.path.exists(args.out) and os.listdir(args.out) and not args.overwrite:
+        raise CLIError(f"{args.out} already exists and is not empty; pass --overwrite to replace it")
+    class_names = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    input_size = None
+    if args.input_size:
+        try:
+            w, h = (int(v) for v in args.input_size.lower().split("x")[::-1])
+        except ValueError:
+            raise CLIError(f"--input-size {args.input_size!r}: expected HEIGHTxWIDTH, e.g. 640x640") from None
+        input_size = (w, h)
+    try:
+        model = from_mmdet(args.config, args.checkpoint, class_names=class_names, input_size=input_size)
+    except (ValueError, KeyError) as err:  # ConversionError is a ValueError
+        raise CLIError(f"cannot convert {args.checkpoint} with {args.config}: {err}") from err
+    metadata = {
+        "name": args.name or os.path.basename(os.path.normpath(args.out)),
+        "source_checkpoint": os.path.basename(args.checkpoint),
+        "mmdet_config": os.path.basename(args.config),
+    }
+    if args.license:
+        metadata["license"] = args.license
+    model.save_to_preset(args.out, metadata=metadata, overwrite=args.overwrite)
+    params = sum(int(math.prod(v.shape)) for v in model.trainable_weights)
+    w, h = model.input_size
+    names = list(model.class_names)
+    print(f"converted {args.checkpoint} -> {args.out} ({params:,} parameters, {len(names)} "
+          f"class{'es' * (len(names) != 1)}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}, input {h}x{w})")
+    print(f"use it with:  keraspose.RTMDetector.from_preset({args.out!r})")
+    return 0
+
+
 def cmd_upload(args):
     from keraspose.presets import upload_preset
 
@@ -365,29 +402,47 @@ def _num_parameters(entry):
     return None
 
 
+def _outputs(entry_or_metadata, task):
+    """What a preset predicts, in a few words: "17 keypoints" or "1 class (person)"."""
+    if task == "detector":
+        names = entry_or_metadata.get("class_names") or []
+        if not names:
+            return "-"
+        shown = f" ({', '.join(names)})" if len(names) <= 3 else ""
+        return f"{len(names)} class{'es' * (len(names) != 1)}{shown}"
+    k = entry_or_metadata.get("num_keypoints")
+    return f"{k} keypoints" if k else "-"
+
+
 def cmd_presets(args):
-    from keraspose.presets import get_catalogue_entry, list_presets
+    from keraspose.presets import catalogue_task, get_catalogue_entry, list_presets
 
     rows = []
     for name in list_presets():
         entry = get_catalogue_entry(name)
+        task = catalogue_task(entry)
         ap = entry.get("reported_ap")
         rows.append((
             name,
+            task,
             f"{ap:.3f}" if isinstance(ap, (int, float)) else "-",
             _format_params(_num_parameters(entry)),
             _format_size(entry.get("input_size")),
-            str(entry.get("num_keypoints", "-")),
+            _outputs(entry, task),
             _availability(entry),
         ))
-    header = ("NAME", "AP*", "PARAMS", "INPUT", "KEYPOINTS", "SOURCE")
+    header = ("NAME", "TASK", "AP*", "PARAMS", "INPUT", "PREDICTS", "SOURCE")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    print("\n* COCO keypoint AP as reported for each preset; the data and person boxes it was measured with")
-    print("  differ between presets (see `keraspose info NAME`), so compare with care.")
+    print("\nTASK: pose = a top-down pose model (keraspose.TopdownEstimator, --preset); detector = a person/object")
+    print("  detector (keraspose.RTMDetector) that finds the boxes a pose model needs.")
+    print("* AP as reported for each preset: COCO keypoint AP for pose models, box AP for detectors; the data")
+    print("  and person boxes it was measured with differ between presets (see `keraspose info NAME`),")
+    print("  so compare with care.")
     print("SOURCE: bundled = ships with keraspose (works offline); hub = downloaded from the Hugging Face Hub")
-    print("  on first use; convert = the official MMPose checkpoint is downloaded and converted on first use.")
+    print("  on first use; convert = the official checkpoint (MMPose, MMDetection) is downloaded and converted")
+    print("  on first use.")
     return 0
 
 
@@ -402,7 +457,14 @@ def _print_fields(fields):
 
 
 def cmd_info(args):
-    from keraspose.presets import get_catalogue_entry, load_preset_config, load_preset_metadata, parse_handle
+    from keraspose.presets import (
+        catalogue_task,
+        get_catalogue_entry,
+        load_preset_config,
+        load_preset_metadata,
+        parse_handle,
+        task_of_class,
+    )
 
     try:
         parsed = parse_handle(args.preset)
@@ -414,12 +476,17 @@ def cmd_info(args):
             entry = get_catalogue_entry(parsed.value)
         except ValueError as err:
             raise CLIError(str(err)) from err
+        task = catalogue_task(entry)
+        detector = task == "detector"
         _print_fields([
             ("preset", entry["name"]),
+            ("task", task),
             ("description", entry.get("description")),
             ("class", entry.get("class")),
             ("input (HxW)", _format_size(entry.get("input_size"))),
-            ("keypoints", f"{entry.get('num_keypoints', '-')} ({entry.get('dataset', '?')})"),
+            ("classes" if detector else "keypoints",
+             ", ".join(entry.get("class_names") or []) if detector
+             else f"{entry.get('num_keypoints', '-')} ({entry.get('dataset', '?')})"),
             ("parameters", f"{_num_parameters(entry):,}" if _num_parameters(entry) else None),
             ("reported AP", entry.get("reported_ap")),
             ("metrics", entry.get("reported_metrics")),
@@ -428,6 +495,7 @@ def cmd_info(args):
             ("source", _availability(entry)),
             ("hub handle", entry.get("hub_handle")),
             ("mmpose config", entry.get("mmpose_config")),
+            ("mmdet config", entry.get("mmdet_config")),
             ("checkpoint", entry.get("checkpoint_url")),
         ])
         return 0
@@ -445,25 +513,41 @@ def cmd_info(args):
         sub = inner.get(key)
         return sub.get("class_name") if isinstance(sub, dict) else None
 
-    metainfo = (inner.get("metainfo") or {}).get("config", {}) if isinstance(inner.get("metainfo"), dict) else {}
+    class_name = metadata.get("class_name") or config.get("registered_name") or config.get("class_name")
+    task = metadata.get("task") or task_of_class(class_name or "")
     input_size = inner.get("input_size") or metadata.get("input_size")
+    if task == "detector":
+        names = inner.get("class_names") or metadata.get("class_names") or []
+        what = [
+            ("classes", f"{len(names)}: {', '.join(map(str, names[:20]))}{' ...' if len(names) > 20 else ''}"),
+            ("score threshold", inner.get("score_threshold")),
+            ("NMS IoU", inner.get("iou_threshold")),
+            ("max boxes", inner.get("max_per_image")),
+        ]
+    else:
+        metainfo = (inner.get("metainfo") or {}).get("config", {}) if isinstance(inner.get("metainfo"), dict) else {}
+        what = [
+            ("keypoints", f"{metadata.get('num_keypoints', len(metainfo.get('keypoint_names', [])))} "
+                          f"({metainfo.get('dataset_name', '?')})"),
+            ("flip test", inner.get("flip_test")),
+        ]
     _print_fields([
         ("preset", metadata.get("name") or args.preset),
+        ("task", task),
         ("directory", preset_dir),
         ("description", metadata.get("description")),
-        ("class", metadata.get("class_name") or config.get("class_name")),
+        ("class", class_name),
         ("backbone", class_of("backbone")),
         ("neck", class_of("neck")),
         ("head", class_of("head")),
         ("input (HxW)", _format_size(input_size)),
-        ("keypoints", f"{metadata.get('num_keypoints', len(metainfo.get('keypoint_names', [])))} "
-                      f"({metainfo.get('dataset_name', '?')})"),
-        ("flip test", inner.get("flip_test")),
+        *what,
         ("parameters", f"{metadata['num_parameters']:,}" if metadata.get("num_parameters") else None),
         ("metrics", metadata.get("metrics")),
         ("license", metadata.get("license")),
         ("source checkpoint", metadata.get("source_checkpoint")),
         ("mmpose config", metadata.get("mmpose_config")),
+        ("mmdet config", metadata.get("mmdet_config")),
         ("saved with", " ".join(f"{k}={metadata[k]}" for k in ("keraspose_version", "keras_version", "backend")
                                 if metadata.get(k))),
         ("weights sha256", (metadata.get("weights") or {}).get("sha256")),
@@ -482,6 +566,7 @@ examples:
   keraspose info tinypose_coco_256x192
   keraspose evaluate tinypose_coco_256x192 --ann-file val.json --image-root val2017
   keraspose convert mmpose config.json model.pth --out my_preset
+  keraspose convert mmdet rtmdet.json rtmdet.pth --out my_detector
   keraspose upload hf://me/my_preset my_preset
 
 The Keras backend comes from KERAS_BACKEND (torch, tensorflow or jax), e.g.
@@ -536,6 +621,21 @@ dumped to JSON with MMPose, e.g.
 example:
   keraspose convert mmpose cfg.json td-hm_hrnet-w32_8xb64-210e_coco-256x192-81c58e40_20220909.pth --out hrnet_w32
   keraspose predict photo.jpg --preset hrnet_w32
+"""
+
+_CONVERT_MMDET_EPILOG = """\
+CONFIG_JSON is the MMDetection 3.x config dumped to JSON with MMEngine: the
+model=dict(...) alone, or {"model": ..., "test_pipeline": [...], "classes": [...]}
+(the test pipeline gives the input size and pad value, classes the class names), e.g.
+  python -c "from mmengine import Config; import json; c = Config.fromfile('rtmdet_m_640-8xb32_coco-person.py'); \\
+    json.dump({'model': c.model.to_dict(), 'test_pipeline': c.test_pipeline, 'classes': ['person']}, \\
+    open('cfg.json', 'w'))"
+(.py configs are code and are never executed by keraspose.) Supported: RTMDet
+(CSPNeXt + CSPNeXtPAFPN + RTMDetSepBNHead).
+
+example:
+  keraspose convert mmdet cfg.json rtmdet_m_8xb32-100e_coco-obj365-person-235e8209.pth --out rtmdet_m_person
+  keraspose info rtmdet_m_person
 """
 
 _UPLOAD_EPILOG = """\
@@ -619,6 +719,22 @@ def build_parser():
     m.add_argument("--license", help="license of the weights, recorded in the model card (e.g. apache-2.0)")
     m.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     m.set_defaults(func=cmd_convert_mmpose)
+    d = conv.add_parser("mmdet", parents=[common], formatter_class=formatter, epilog=_CONVERT_MMDET_EPILOG,
+                        help="an MMDetection 3.x RTMDet detector (config JSON + .pth checkpoint)",
+                        description="Convert an MMDetection 3.x RTMDet detector (config JSON + .pth "
+                                    "checkpoint) into a keraspose preset directory.")
+    d.add_argument("config", metavar="CONFIG_JSON", help="the MMDetection config as JSON")
+    d.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="the MMDetection .pth checkpoint (read with weights_only=True)")
+    d.add_argument("--out", required=True, metavar="DIR", help="preset directory to create")
+    d.add_argument("--classes", metavar="NAMES",
+                   help="comma-separated class names (default: the config's classes, else COCO's 80)")
+    d.add_argument("--input-size", metavar="HxW",
+                   help="network input, e.g. 640x640 (default: the config's test pipeline, else 640x640)")
+    d.add_argument("--name", help="preset name recorded in its metadata (default: the --out folder name)")
+    d.add_argument("--license", help="license of the weights, recorded in the model card (e.g. apache-2.0)")
+    d.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    d.set_defaults(func=cmd_convert_mmdet)
 
     p = sub.add_parser("upload", parents=[common], formatter_class=formatter, epilog=_UPLOAD_EPILOG,
                        help="upload a preset directory to the Hugging Face Hub",
@@ -631,13 +747,15 @@ def build_parser():
 
     p = sub.add_parser("presets", parents=[common], formatter_class=formatter,
                        help="list the catalogue of ready-made models",
-                       description="List the catalogue presets with their reported COCO AP, size and input.",
+                       description="List the catalogue presets (pose models and detectors) with their task, "
+                                   "reported AP, size and input.",
                        epilog="example:\n  keraspose presets\n  keraspose info hrnet_w32_coco\n")
     p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("info", parents=[common], formatter_class=formatter,
                        help="describe a preset (catalogue name, directory or hf://)",
-                       description="Describe a preset: architecture, input size, keypoints, metrics, source. "
+                       description="Describe a preset: task, architecture, input size, keypoints or classes, "
+                                   "metrics, source. "
                                    "Catalogue names are described without downloading anything.",
                        epilog="examples:\n  keraspose info tinypose_coco_256x192\n  keraspose info my_preset/\n")
     p.add_argument("preset", metavar="PRESET", help=_PRESET_HELP)

@@ -1,7 +1,16 @@
-"""Converters from other toolboxes' checkpoints into keraspose models."""
+"""Converters from other toolboxes' checkpoints into keraspose models.
 
+* :mod:`keraspose.convert.mmpose`: MMPose 1.x top-down pose models -> ``TopdownEstimator``;
+* :mod:`keraspose.convert.mmdet`: MMDetection 3.x RTMDet detectors -> ``RTMDetector``;
+* :mod:`keraspose.convert.ncnn`: PP-TinyPose's ncnn export.
+
+Model classes never import this package; catalogue presets reach a converter
+by name through :mod:`keraspose.presets.registry`.
+"""
+
+from keraspose.convert.checkpoints import ConversionError
+from keraspose.convert.mmdet import build_from_mmdet_config, from_mmdet, load_mmdet_config
 from keraspose.convert.mmpose import (
-    ConversionError,
     build_from_mmpose_config,
     check_checkpoint_shapes,
     from_mmpose,
@@ -10,8 +19,11 @@ from keraspose.convert.mmpose import (
 
 __all__ = [
     "ConversionError",
+    "build_from_mmdet_config",
     "build_from_mmpose_config",
     "check_checkpoint_shapes",
+    "from_mmdet",
     "from_mmpose",
+    "load_mmdet_config",
     "load_mmpose_config",
 ]

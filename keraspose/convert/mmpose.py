@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from keraspose.codecs import MSRAHeatmap
+from keraspose.convert.checkpoints import ConversionError  # one error class for every converter
 from keraspose.models.heads import HeatmapHead
 from keraspose.models.hrnet import HRNetBackbone
 from keraspose.models.resnet import ResNetBackbone
@@ -28,9 +29,6 @@ from keraspose.models.topdown_estimator import TopdownEstimator
 # BatchNorm buffers/parameters -> ConvBN variable names.
 _BN_FIELDS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 
-
-class ConversionError(ValueError):
-    """A checkpoint or config that cannot be mapped onto a keraspose model."""
 
 
 def load_mmpose_config(config):
