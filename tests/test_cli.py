@@ -280,7 +280,7 @@ def test_presets_lists_the_catalogue(capsys):
 
     code, out, _ = _run(capsys, "presets")
     assert code == 0
-    assert out.splitlines()[0].split()[:3] == ["NAME", "AP*", "PARAMS"]
+    assert out.splitlines()[0].split()[:4] == ["NAME", "TASK", "AP*", "PARAMS"]
     for name in list_presets():
         assert name in out
     assert "0.749" in out and "256x192" in out  # hrnet_w32_coco's AP and input
@@ -305,6 +305,7 @@ def test_upload_refuses_offline_and_invalid(preset, tmp_path, capsys, monkeypatc
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["convert", "mmpose", "--help"],
+                                  ["convert", "mmdet", "--help"],
                                   ["upload", "--help"], ["presets", "--help"], ["info", "--help"]])
 def test_help_has_examples(argv, capsys):
     with pytest.raises(SystemExit) as exc:
