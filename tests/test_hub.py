@@ -309,6 +309,20 @@ def test_catalogue_preset_offline_without_cache_fails_fast(monkeypatch):
     assert "from_preset(" in message
 
 
+def test_catalogue_detector_offline_without_cache_fails_fast(monkeypatch):
+    # The same fallback chain for an MMDetection checkpoint: its converter is named by the entry.
+    _go_offline(monkeypatch)
+    entry = get_catalogue_entry("rtmdet_m_person")
+    start = time.monotonic()
+    with pytest.raises(PresetUnavailableError) as info:
+        resolve_preset("rtmdet_m_person")
+    assert time.monotonic() - start < 10
+    message = str(info.value)
+    assert entry["hub_handle"] in message and entry["checkpoint_url"] in message
+    assert "keraspose convert mmdet rtmdet_m_640-8xb32_coco-person CHECKPOINT.pth --out DIR" in message
+    assert "from_preset(" in message
+
+
 def test_catalogue_preset_with_dead_network_fails_fast(tmp_path, monkeypatch):
     # Online mode, but neither the Hub nor the checkpoint host answers.
     entry = _write_catalogue(tmp_path, monkeypatch)
@@ -447,3 +461,34 @@ def test_real_converter_through_catalogue_fallback(tmp_path, monkeypatch, file_s
     x = model.dummy_inputs(2) + 0.3
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(converted[0](x)),
                                rtol=0, atol=1e-6)
+
+
+def test_real_mmdet_converter_through_catalogue_fallback(tmp_path, monkeypatch, file_server):
+    """A catalogue entry with "converter": "mmdet": downloaded, converted by keraspose.convert.mmdet, cached."""
+    from keraspose.models.rtmdet import RTMDetector
+
+    fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "mmdet")
+    checkpoint = open(os.path.join(fixtures, "tiny_rtmdet.pth"), "rb").read()
+    config = json.load(open(os.path.join(fixtures, "tiny_rtmdet_config.json")))
+    reference = np.load(os.path.join(fixtures, "tiny_rtmdet_outputs.npz"))
+    digest = hashlib.sha256(checkpoint).hexdigest()
+    server = file_server({f"/tiny_rtmdet-{digest[:8]}.pth": checkpoint})
+    _write_catalogue(
+        tmp_path, monkeypatch, name="tiny_test_preset", task="detector", converter="mmdet",
+        checkpoint_url=f"{server.url}/tiny_rtmdet-{digest[:8]}.pth", checkpoint_sha256_prefix=digest[:8],
+        mmpose_config=None, mmdet_config="tiny_rtmdet", mmdet_model=config["model"],
+        mmdet_test_pipeline=config["test_pipeline"], class_names=["person"], input_size=[128, 128],
+        **{"class": "keraspose>RTMDetector"},
+    )
+    path = resolve_preset("tiny_test_preset", progress=False)
+    meta = load_preset_metadata(path)
+    assert meta["task"] == "detector" and meta["mmdet_config"] == "tiny_rtmdet" and "mmpose_config" not in meta
+    assert meta["source_checkpoint_sha256"] == digest and meta["class_names"] == ["person"]
+    model = load_preset(path, expected_class=RTMDetector)
+    out = model(reference["input_nchw"].transpose(0, 2, 3, 1), training=False)
+    for level in range(3):
+        for key, name in (("cls_scores", "cls_score"), ("bbox_preds", "bbox_pred")):
+            expected = reference[f"{name}_{level}"]
+            ours = keras.ops.convert_to_numpy(out[key][level]).transpose(0, 3, 1, 2)
+            np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+

@@ -216,6 +216,17 @@ def _num_keypoints_of(model):
     return None
 
 
+# The task of a class without ``preset_task`` (or of a preset saved before
+# presets recorded their task): keraspose's own classes by name.
+TASK_OF_CLASS_NAME = {"TopdownEstimator": "pose", "RTMDetector": "detector"}
+
+
+def _task_of(cls):
+    """``"pose"``/``"detector"`` for a model class: its ``preset_task``, else by its name; or None."""
+    task = getattr(cls, "preset_task", None)
+    return task or TASK_OF_CLASS_NAME.get(getattr(cls, "__name__", ""))
+
+
 def _class_names_of(model):
     """A detector's class names (``model.class_names``), or None for models that have none."""
     names = getattr(model, "class_names", None)
@@ -508,7 +519,7 @@ def save_preset(model, preset_dir, metadata=None, model_card=None, overwrite=Fal
         "num_parameters": int(sum(int(np.prod(v.shape)) for v in model.weights)),
         "saved_at": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
     }
-    task = getattr(type(model), "preset_task", None)
+    task = _task_of(type(model))
     if task is not None:
         if meta.get("task") not in (None, task):
             raise ValueError(f"metadata says task={meta['task']!r} but {type(model).__name__} is a {task!r} model")

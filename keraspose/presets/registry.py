@@ -41,6 +41,7 @@ import os
 
 from keraspose.presets.hub import BUNDLED_DIR, get_catalogue_entry, parse_handle, resolve_preset
 from keraspose.presets.preset_io import (
+    TASK_OF_CLASS_NAME,
     _config_class_name,
     _resolve_class,
     load_preset,
@@ -76,9 +77,6 @@ TASKS = {
     "pose": {"noun": "pose model", "use": "the pose model of keraspose.PoseInferencer"},
     "detector": {"noun": "detector", "use": "the detector of keraspose.PoseInferencer"},
 }
-# A preset saved before presets recorded their task, or a class without
-# ``preset_task``: known keraspose classes, else a pose model (all there was).
-_TASK_OF_CLASS_NAME = {"TopdownEstimator": "pose", "RTMDetector": "detector"}
 
 
 class PresetTaskError(ValueError):
@@ -212,7 +210,7 @@ def task_of_class(cls_or_name):
     task = getattr(cls, "preset_task", None) if cls is not None else None
     if task is None and cls_or_name is not None:
         name = cls_or_name if isinstance(cls_or_name, str) else getattr(cls_or_name, "__name__", "")
-        task = _TASK_OF_CLASS_NAME.get(name.split(">")[-1])
+        task = TASK_OF_CLASS_NAME.get(name.split(">")[-1])
     return task
 
 
