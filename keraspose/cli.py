@@ -291,16 +291,49 @@ def cmd_evaluate(args):
     return 0
 
 
+def _catalogue_source_entry(name, converter):
+    """The catalogue entry whose embedded ``<converter>_model`` a config *name* stands for, or None.
+
+    ``keraspose convert mmpose td-hm_hrnet-w32_8xb64-210e_coco-256x192 CKPT``
+    (the config name the offline error message suggests) or the preset name
+    then needs no JSON file: the catalogue ships the model dict.
+    """
+    from keraspose.presets import catalogue_converter, get_catalogue_entry, list_presets
+
+    for preset in list_presets():
+        entry = get_catalogue_entry(preset)
+        if catalogue_converter(entry) != converter or not isinstance(entry.get(f"{converter}_model"), dict):
+            continue
+        if name in (entry["name"], entry.get(f"{converter}_config")):
+            return entry
+    return None
+
+
+def _convert_inputs(args, converter, what):
+    """``(catalogue entry or None)`` after checking the config/checkpoint/out arguments of ``convert``."""
+    entry = None
+    if not os.path.isfile(args.config):
+        entry = _catalogue_source_entry(args.config, converter)
+        if entry is None:
+            raise CLIError(
+                f"{what} not found: {args.config} (pass the config as a JSON file, or the config name of a "
+                f"catalogue preset, see `keraspose presets`)"
+            )
+    if not os.path.isfile(args.checkpoint):
+        raise CLIError(f"checkpoint not found: {args.checkpoint}")
+    if os.path.exists(args.out) and os.listdir(args.out) and not args.overwrite:
+        raise CLIError(f"{args.out} already exists and is not empty; pass --overwrite to replace it")
+    return entry
+
+
 def cmd_convert_mmpose(args):
     from keraspose.convert import from_mmpose
 
-    for path, what in ((args.config, "MMPose config"), (args.checkpoint, "checkpoint")):
-        if not os.path.isfile(path):
-            raise CLIError(f"{what} not found: {path}")
-    if os.path.exists(args.out) and os.listdir(args.out) and not args.overwrite:
-        raise CLIError(f"{args.out} already exists and is not empty; pass --overwrite to replace it")
+    entry = _convert_inputs(args, "mmpose", "MMPose config")
+    config = entry["mmpose_model"] if entry else args.config
+    metainfo = args.metainfo or (entry.get("dataset") if entry else None)
     try:
-        model = from_mmpose(args.config, args.checkpoint, metainfo=args.metainfo)
+        model = from_mmpose(config, args.checkpoint, metainfo=metainfo)
     except (ValueError, KeyError) as err:  # ConversionError is a ValueError
         raise CLIError(f"cannot convert {args.checkpoint} with {args.config}: {err}") from err
     metadata = {
@@ -308,8 +341,8 @@ def cmd_convert_mmpose(args):
         "source_checkpoint": os.path.basename(args.checkpoint),
         "mmpose_config": os.path.basename(args.config),
     }
-    if args.license:
-        metadata["license"] = args.license
+    if args.license or (entry and entry.get("license")):
+        metadata["license"] = args.license or entry["license"]
     model.save_to_preset(args.out, metadata=metadata, overwrite=args.overwrite)
     params = sum(int(math.prod(v.shape)) for v in model.weights)
     w, h = model.input_size
@@ -322,11 +355,11 @@ def cmd_convert_mmpose(args):
 def cmd_convert_mmdet(args):
     from keraspose.convert.mmdet import from_mmdet
 
-    for path, what in ((args.config, "MMDetection config"), (args.checkpoint, "checkpoint")):
-        if not os.path.isfile(path):
-            raise CLIError(f"{what} not found: {path}")
-    if os.path.exists(args.out) and os.listdir(args.out) and not args.overwrite:
-        raise CLIError(f"{args.out} already exists and is not empty; pass --overwrite to replace it")
+    entry = _convert_inputs(args, "mmdet", "MMDetection config")
+    config = args.config
+    if entry:
+        config = {"model": entry["mmdet_model"], "test_pipeline": entry.get("mmdet_test_pipeline"),
+                  "classes": entry.get("class_names")}
     class_names = [c.strip() for c in args.classes.split(",")] if args.classes else None
     input_size = None
     if args.input_size:
@@ -335,8 +368,10 @@ def cmd_convert_mmdet(args):
         except ValueError:
             raise CLIError(f"--input-size {args.input_size!r}: expected HEIGHTxWIDTH, e.g. 640x640") from None
         input_size = (w, h)
+    elif entry and entry.get("input_size"):
+        input_size = tuple(entry["input_size"])
     try:
-        model = from_mmdet(args.config, args.checkpoint, class_names=class_names, input_size=input_size)
+        model = from_mmdet(config, args.checkpoint, class_names=class_names, input_size=input_size)
     except (ValueError, KeyError) as err:  # ConversionError is a ValueError
         raise CLIError(f"cannot convert {args.checkpoint} with {args.config}: {err}") from err
     metadata = {
@@ -344,8 +379,8 @@ def cmd_convert_mmdet(args):
         "source_checkpoint": os.path.basename(args.checkpoint),
         "mmdet_config": os.path.basename(args.config),
     }
-    if args.license:
-        metadata["license"] = args.license
+    if args.license or (entry and entry.get("license")):
+        metadata["license"] = args.license or entry["license"]
     model.save_to_preset(args.out, metadata=metadata, overwrite=args.overwrite)
     params = sum(int(math.prod(v.shape)) for v in model.trainable_weights)
     w, h = model.input_size
@@ -462,6 +497,7 @@ def cmd_info(args):
         get_catalogue_entry,
         load_preset_config,
         load_preset_metadata,
+        normalize_task,
         parse_handle,
         task_of_class,
     )
@@ -514,7 +550,7 @@ def cmd_info(args):
         return sub.get("class_name") if isinstance(sub, dict) else None
 
     class_name = metadata.get("class_name") or config.get("registered_name") or config.get("class_name")
-    task = metadata.get("task") or task_of_class(class_name or "")
+    task = normalize_task(metadata.get("task")) or task_of_class(class_name or "")
     input_size = inner.get("input_size") or metadata.get("input_size")
     if task == "detector":
         names = inner.get("class_names") or metadata.get("class_names") or []
@@ -616,7 +652,9 @@ CONFIG_JSON is the model part of an MMPose 1.x config (the model=dict(...)),
 dumped to JSON with MMPose, e.g.
   python -c "from mmengine import Config; import json; \\
     json.dump(Config.fromfile('td-hm_hrnet-w32_8xb64-210e_coco-256x192.py').model, open('cfg.json', 'w'))"
-(.py configs are code and are never executed by keraspose.)
+(.py configs are code and are never executed by keraspose.) For a catalogue
+preset's official checkpoint, its config name (or the preset name) is enough:
+the catalogue ships the config.
 
 example:
   keraspose convert mmpose cfg.json td-hm_hrnet-w32_8xb64-210e_coco-256x192-81c58e40_20220909.pth --out hrnet_w32
@@ -631,10 +669,14 @@ model=dict(...) alone, or {"model": ..., "test_pipeline": [...], "classes": [...
     json.dump({'model': c.model.to_dict(), 'test_pipeline': c.test_pipeline, 'classes': ['person']}, \\
     open('cfg.json', 'w'))"
 (.py configs are code and are never executed by keraspose.) Supported: RTMDet
-(CSPNeXt + CSPNeXtPAFPN + RTMDetSepBNHead).
+(CSPNeXt + CSPNeXtPAFPN + RTMDetSepBNHead). For a catalogue preset's official
+checkpoint, its config name (or the preset name) is enough: the catalogue
+ships the config.
 
 example:
-  keraspose convert mmdet cfg.json rtmdet_m_8xb32-100e_coco-obj365-person-235e8209.pth --out rtmdet_m_person
+  keraspose convert mmdet cfg.json my_rtmdet.pth --out my_detector
+  keraspose convert mmdet rtmdet_m_640-8xb32_coco-person \\
+      rtmdet_m_8xb32-100e_coco-obj365-person-235e8209.pth --out rtmdet_m_person
   keraspose info rtmdet_m_person
 """
 
@@ -710,7 +752,8 @@ def build_parser():
                         help="an MMPose 1.x top-down model (config JSON + .pth checkpoint)",
                         description="Convert an MMPose 1.x TopdownPoseEstimator (config JSON + .pth "
                                     "checkpoint) into a keraspose preset directory.")
-    m.add_argument("config", metavar="CONFIG_JSON", help="the MMPose model config as JSON")
+    m.add_argument("config", metavar="CONFIG_JSON",
+                   help="the MMPose model config as JSON, or a catalogue preset's config name")
     m.add_argument("checkpoint", metavar="CHECKPOINT", help="the MMPose .pth checkpoint (read with weights_only=True)")
     m.add_argument("--out", required=True, metavar="DIR", help="preset directory to create")
     m.add_argument("--metainfo", default=None,
@@ -723,7 +766,8 @@ def build_parser():
                         help="an MMDetection 3.x RTMDet detector (config JSON + .pth checkpoint)",
                         description="Convert an MMDetection 3.x RTMDet detector (config JSON + .pth "
                                     "checkpoint) into a keraspose preset directory.")
-    d.add_argument("config", metavar="CONFIG_JSON", help="the MMDetection config as JSON")
+    d.add_argument("config", metavar="CONFIG_JSON",
+                   help="the MMDetection config as JSON, or a catalogue preset's config name")
     d.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="the MMDetection .pth checkpoint (read with weights_only=True)")
     d.add_argument("--out", required=True, metavar="DIR", help="preset directory to create")

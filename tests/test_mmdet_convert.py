@@ -172,6 +172,25 @@ def test_cli_convert_mmdet_errors(tmp_path, capsys):
     assert err.startswith("keraspose: error: cannot convert") and "broken.pth" in err and "Traceback" not in err
 
 
+def test_cli_convert_mmdet_by_catalogue_config_name(tmp_path, reference, capsys, monkeypatch):
+    # What the offline error message suggests: the config *name*; the catalogue ships the model dict.
+    config = json.load(open(CONFIG))
+    entry = {"name": "tiny_det", "task": "detector", "converter": "mmdet", "class": "keraspose>RTMDetector",
+             "description": "tiny", "license": "apache-2.0", "mmdet_config": "tiny_rtmdet_128-person",
+             "mmdet_model": config["model"], "mmdet_test_pipeline": config["test_pipeline"],
+             "class_names": ["person"], "input_size": [128, 128]}
+    (tmp_path / "catalogue").mkdir()
+    (tmp_path / "catalogue" / "tiny_det.json").write_text(json.dumps(entry))
+    monkeypatch.setenv("KERASPOSE_CATALOGUE_PATH", str(tmp_path / "catalogue"))
+    out = str(tmp_path / "from_name")
+    assert main(["convert", "mmdet", "tiny_rtmdet_128-person", CHECKPOINT, "--out", out]) == 0
+    capsys.readouterr()
+    assert load_preset_metadata(out)["license"] == "apache-2.0"
+    assert_matches_mmdetection(RTMDetector.from_preset(out), reference)
+    assert main(["convert", "mmdet", "no_such_config", CHECKPOINT, "--out", str(tmp_path / "x")]) == 2
+    assert "MMDetection config not found: no_such_config (pass the config as a JSON file" in capsys.readouterr().err
+
+
 def test_pose_model_refuses_a_detector_preset(tmp_path, detector):
     from keraspose import TopdownEstimator
     from keraspose.presets import PresetTaskError

@@ -51,6 +51,7 @@ from keraspose.presets.registry import (
     check_preset_task,
     get_converter,
     load_model_preset,
+    normalize_task,
     register_converter,
     task_of_class,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "check_preset_task",
     "get_converter",
     "load_model_preset",
+    "normalize_task",
     "register_converter",
     "task_of_class",
     "METADATA_FILE",

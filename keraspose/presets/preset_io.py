@@ -221,6 +221,24 @@ def _num_keypoints_of(model):
 TASK_OF_CLASS_NAME = {"TopdownEstimator": "pose", "RTMDetector": "detector"}
 
 
+# Other names for the two tasks (Hugging Face pipeline tags, older entries).
+TASK_ALIASES = {
+    "pose": "pose", "pose-estimation": "pose", "pose_estimation": "pose", "keypoint-detection": "pose",
+    "topdown": "pose", "detector": "detector", "detection": "detector", "object-detection": "detector",
+    "object_detection": "detector",
+}
+
+
+def normalize_task(task):
+    """``"pose"`` or ``"detector"`` for a task name or alias (``"object-detection"``); other values unchanged.
+
+    Example:
+    >>> normalize_task("object-detection"), normalize_task("pose")
+    ('detector', 'pose')
+    """
+    return TASK_ALIASES.get(str(task).strip().lower(), task) if task is not None else None
+
+
 def _task_of(cls):
     """``"pose"``/``"detector"`` for a model class: its ``preset_task``, else by its name; or None."""
     task = getattr(cls, "preset_task", None)
@@ -521,7 +539,7 @@ def save_preset(model, preset_dir, metadata=None, model_card=None, overwrite=Fal
     }
     task = _task_of(type(model))
     if task is not None:
-        if meta.get("task") not in (None, task):
+        if normalize_task(meta.get("task")) not in (None, task):
             raise ValueError(f"metadata says task={meta['task']!r} but {type(model).__name__} is a {task!r} model")
         auto["task"] = task
     class_names = _class_names_of(model)

@@ -42,6 +42,7 @@ import os
 from keraspose.presets.hub import BUNDLED_DIR, get_catalogue_entry, parse_handle, resolve_preset
 from keraspose.presets.preset_io import (
     TASK_OF_CLASS_NAME,
+    normalize_task,
     _config_class_name,
     _resolve_class,
     load_preset,
@@ -61,6 +62,7 @@ __all__ = [
     "check_preset_task",
     "get_converter",
     "load_model_preset",
+    "normalize_task",
     "register_converter",
     "task_of_class",
 ]
@@ -215,9 +217,9 @@ def task_of_class(cls_or_name):
 
 
 def catalogue_task(entry):
-    """The task of a catalogue entry: ``"task"``, else its class's, else ``"pose"``."""
+    """The task of a catalogue entry: ``"task"`` (aliases such as ``"object-detection"`` accepted), else its class's, else ``"pose"``."""
     if entry.get("task"):
-        return entry["task"]
+        return normalize_task(entry["task"])
     return task_of_class(entry.get("class") or "") or ("detector" if entry.get("converter") == "mmdet" else "pose")
 
 
@@ -272,7 +274,7 @@ def load_model_preset(cls, handle, load_weights=True, **overrides):
                 return model
     preset_dir = resolve_preset(handle)
     class_name = _config_class_name(load_preset_config(preset_dir))
-    task = load_preset_metadata(preset_dir).get("task") or task_of_class(class_name)
+    task = normalize_task(load_preset_metadata(preset_dir).get("task")) or task_of_class(class_name)
     check_preset_task(cls, handle, task, class_name)
     return load_preset(preset_dir, expected_class=cls, load_weights=load_weights, **overrides)
 
