@@ -9,7 +9,8 @@ outputs (``forward(mode="tensor")``) for a fixed normalised input.
 
 import json
 import os
-import shutil
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -25,7 +26,7 @@ from keraspose.convert.mmdet import (
     load_mmdet_config,
 )
 from keraspose.models.rtmdet import RTMDetector
-from keraspose.presets import get_catalogue_entry, load_model_preset, load_preset_metadata
+from keraspose.presets import get_catalogue_entry, load_model_preset, load_preset_metadata, upload_preset
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "mmdet")
 CONFIG = os.path.join(FIXTURES, "tiny_rtmdet_config.json")
@@ -213,3 +214,39 @@ def test_rtmdet_m_person_architecture_offline():
     assert model.input_size == (640, 640) and model.class_names == ("person",) and model.pad_value == 114.0
     assert (model.score_threshold, model.nms_pre, model.iou_threshold, model.max_per_image) == (0.05, 1000, 0.6, 100)
     assert model.head.share_conv and model.head.exp_on_reg and model.channel_order == "bgr"
+
+
+@pytest.mark.slow
+def test_detector_preset_from_the_other_backend(tmp_path, reference):
+    # Converted and saved by a process on the other backend (torch <-> TensorFlow), loaded here.
+    other = {"torch": "tensorflow", "tensorflow": "torch"}.get(keras.config.backend())
+    if other is None:
+        pytest.skip("the cross-backend round trip pairs torch and TensorFlow")
+    preset = str(tmp_path / "det")
+    done = subprocess.run(
+        [sys.executable, "-m", "keraspose", "convert", "mmdet", CONFIG, CHECKPOINT, "--out", preset],
+        env=dict(os.environ, KERAS_BACKEND=other), timeout=300, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert load_preset_metadata(preset)["backend"] == other
+    assert_matches_mmdetection(RTMDetector.from_preset(preset), reference)
+
+
+def test_upload_a_converted_detector_to_the_hub(tmp_path, detector, reference, monkeypatch):
+    from fake_hub import FakeHub
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    preset = detector.save_to_preset(str(tmp_path / "det"), metadata={"license": "apache-2.0"})
+    with FakeHub(lifetime=60) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        upload_preset("hf://me/tiny_rtmdet", preset, token="hf_fake_token")
+        assert hub.validated_yaml[0]["pipeline_tag"] == "object-detection"
+        loaded = RTMDetector.from_preset("hf://me/tiny_rtmdet")
+        assert hub.unknown_requests == []
+    assert_matches_mmdetection(loaded, reference)
+
