@@ -179,12 +179,14 @@ def test_pose_preset_refused_by_a_detector():
 
 def test_catalogue_detector_refused_before_any_download(monkeypatch):
     # The catalogue says what the preset is: no Hub or checkpoint access is tried.
-    import keraspose.presets.hub as hub
+    import keraspose.presets.registry as registry
 
-    monkeypatch.setattr(hub, "resolve_preset", lambda *a, **k: pytest.fail("must not resolve"))
-    with pytest.raises(PresetTaskError, match=r"'rtmdet_m_person' is a detector \(RTMDetector\) preset.*"
-                                              r"keraspose.RTMDetector.from_preset.*PoseInferencer"):
-        keraspose.TopdownEstimator.from_preset("rtmdet_m_person", load_weights=False)
+    monkeypatch.setattr(registry, "resolve_preset", lambda *a, **k: pytest.fail("must not resolve"))
+    monkeypatch.setattr(registry, "build_from_catalogue", lambda *a, **k: pytest.fail("must not build"))
+    for load_weights in (True, False):
+        with pytest.raises(PresetTaskError, match=r"'rtmdet_m_person' is a detector \(RTMDetector\) preset.*"
+                                                  r"keraspose.RTMDetector.from_preset.*PoseInferencer"):
+            keraspose.TopdownEstimator.from_preset("rtmdet_m_person", load_weights=load_weights)
 
 
 def test_detector_round_trip(detector_preset):
