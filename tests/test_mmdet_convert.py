@@ -120,6 +120,17 @@ def test_extra_key(tmp_path):
         from_mmdet(CONFIG, path)
 
 
+def test_variable_no_checkpoint_key_fills(monkeypatch):
+    # A model whose checkpoint_keys() forgot a layer: its variables stay unfilled -> an error, not random weights.
+    real = RTMDetector.checkpoint_keys
+    monkeypatch.setattr(RTMDetector, "checkpoint_keys", lambda self: real(self)[:-1])
+    with pytest.raises(ConversionError) as info:
+        from_mmdet(CONFIG, CHECKPOINT)
+    message = str(info.value)
+    assert "checkpoint keys have no place in the model, the first 'bbox_head.rtm_reg.2.bias'" in message
+    assert "model variables are not filled by any checkpoint key, the first" in message
+
+
 def test_config_does_not_match_checkpoint(tmp_path):
     config = json.load(open(CONFIG))
     config["model"]["backbone"]["widen_factor"] = 0.125  # the checkpoint's is 0.09375
