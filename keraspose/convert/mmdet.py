@@ -27,7 +27,7 @@ The checkpoint is read with ``torch.load(..., weights_only=True)``.
 
 Example:
 >>> from keraspose.convert.mmdet import from_mmdet
->>> detector = from_mmdet("rtmdet_m_person.json", "rtmdet_m_8xb32-100e_coco-obj365-person-235e8209.pth")  # doctest: +SKIP
+>>> detector = from_mmdet("rtmdet_m_person.json", "rtmdet_m_person.pth")  # doctest: +SKIP
 >>> detector.predict("street.jpg").boxes  # doctest: +SKIP
 """
 
@@ -87,7 +87,8 @@ def load_mmdet_config(config):
         raise ConversionError(f"config must be a dict or a JSON file path, got {type(config).__name__}")
     pipeline = config.get("test_pipeline")
     classes = config.get("classes")
-    dataset = ((config.get("test_dataloader") or {}).get("dataset") or {}) if isinstance(config.get("test_dataloader"), dict) else {}
+    loader = config.get("test_dataloader")
+    dataset = (loader.get("dataset") or {}) if isinstance(loader, dict) else {}
     if pipeline is None:
         pipeline = dataset.get("pipeline")
     if classes is None:

@@ -30,7 +30,6 @@ from keraspose.models.topdown_estimator import TopdownEstimator
 _BN_FIELDS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 
 
-
 def load_mmpose_config(config):
     """An MMPose model config as a dict (from a dict or a JSON file).
 
@@ -298,4 +297,3 @@ def convert_catalogue_entry(entry, checkpoint):
     """The TopdownEstimator of a catalogue entry with the weights of its downloaded MMPose checkpoint."""
     config = entry.get("mmpose_model") or entry.get("mmpose_config")
     return from_mmpose(config, checkpoint, metainfo=entry.get("dataset"))
-

@@ -137,7 +137,10 @@ def catalogue_converter(entry):
 
 
 def source_model_config(entry):
-    """The source toolbox's model config of an entry: ``<converter>_model`` (a dict) or ``<converter>_config`` (a name)."""
+    """The source toolbox's model config of an entry.
+
+    Its ``<converter>_model`` (a dict), else its ``<converter>_config`` (a name).
+    """
     name = catalogue_converter(entry)
     return entry.get(f"{name}_model") or entry.get(f"{name}_config")
 
@@ -217,7 +220,10 @@ def task_of_class(cls_or_name):
 
 
 def catalogue_task(entry):
-    """The task of a catalogue entry: ``"task"`` (aliases such as ``"object-detection"`` accepted), else its class's, else ``"pose"``."""
+    """The task of a catalogue entry: its ``"task"``, else its class's, else ``"pose"``.
+
+    Aliases such as ``"object-detection"`` are accepted (:func:`normalize_task`).
+    """
     if entry.get("task"):
         return normalize_task(entry["task"])
     return task_of_class(entry.get("class") or "") or ("detector" if entry.get("converter") == "mmdet" else "pose")
@@ -234,10 +240,11 @@ def check_preset_task(cls, handle, task, class_name):
     >>> import keras
     >>> class PoseNet(keras.Model):
     ...     preset_task = "pose"
-    >>> check_preset_task(PoseNet, "rtmdet_m_person", "detector", "keraspose>RTMDetector")
-    Traceback (most recent call last):
-    ...
-    keraspose.presets.registry.PresetTaskError: 'rtmdet_m_person' is a detector (RTMDetector) preset; load it with keraspose.RTMDetector.from_preset or use it as the detector of keraspose.PoseInferencer, not with PoseNet.from_preset (a pose model class).
+    >>> try:
+    ...     check_preset_task(PoseNet, "rtmdet_m_person", "detector", "keraspose>RTMDetector")
+    ... except PresetTaskError as err:
+    ...     print(err)  # doctest: +ELLIPSIS
+    'rtmdet_m_person' is a detector (RTMDetector) preset; load it with keraspose.RTMDetector.from_preset ...
     """
     wanted = task_of_class(cls)
     if task is None or wanted is None or task == wanted or task not in TASKS:
