@@ -243,6 +243,33 @@ def test_share_conv_shares_kernels_not_batch_norm():
     assert folded.cls_convs[2][1].kernel is not folded.cls_convs[0][1].kernel
 
 
+def test_shared_kernels_survive_a_preset_round_trip(tmp_path):
+    from keraspose import CSPNeXtBackbone
+
+    def small():
+        return RTMDetector(
+            CSPNeXtBackbone(deepen_factor=0.33, widen_factor=0.125),
+            CSPNeXtPAFPN([32, 64, 128], 32, num_csp_blocks=1),
+            RTMDetSepBNHead(2, 32, 32, share_conv=True, exp_on_reg=True),
+            input_size=(96, 64), class_names=("a", "b"),
+        )
+
+    model = small()
+    model.build()
+    rs = np.random.RandomState(0)
+    for v in model.weights:
+        v.assign(rs.uniform(0.5, 1.5, v.shape) if v.name == "moving_variance" else rs.standard_normal(v.shape) * 0.1)
+    model.save_to_preset(tmp_path / "small")
+    loaded = RTMDetector.from_preset(str(tmp_path / "small"))
+    assert loaded.head.cls_convs[1][0].kernel is loaded.head.cls_convs[0][0].kernel
+    x = rs.standard_normal((1, 64, 96, 3)).astype("float32")
+    a, b = model.predict_raw(x), loaded.predict_raw(x)
+    assert [t.shape for t in b["bbox_preds"]] == [(1, 8, 12, 4), (1, 4, 6, 4), (1, 2, 3, 4)]
+    for kind in a:
+        for u, v in zip(a[kind], b[kind]):
+            np.testing.assert_array_equal(u, v)
+
+
 def test_bad_inputs_give_clear_errors(tmp_path):
     model = fixture_model("nano")[0]
     with pytest.raises(FileNotFoundError, match="missing.jpg"):
