@@ -286,6 +286,8 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         RTMDetector.from_config({**model.get_config(), "class_names": ["a", "b"]})
     with pytest.raises(ValueError, match="multiple of the largest stride 32"):
         RTMDetector.build_person("nano", input_size=(330, 320))
+    with pytest.raises(NotImplementedError, match="training RTMDetector"):
+        model.fit(np.zeros((1, 320, 320, 3), "float32"))
     with pytest.raises(ValueError, match="size must be one of"):
         rtmdet_config("huge")
     with pytest.raises(ValueError, match="share_conv"):

@@ -281,6 +281,12 @@ class RTMDetector(keras.Model):
             + self.head.checkpoint_keys("bbox_head")
         )
 
+    def fit(self, *args, **kwargs):
+        raise NotImplementedError(
+            "training RTMDetector is not implemented yet (MMDetection's assigner and losses are not ported); "
+            "it is an inference model: use predict(), or train the detector in MMDetection and convert it"
+        )
+
     # -- preprocessing ----------------------------------------------------
     def resize_and_pad(self, image):
         """One RGB uint8 image -> the padded network image (``channel_order``, uint8) and ``(w_scale, h_scale)``."""
