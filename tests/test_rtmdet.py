@@ -296,6 +296,20 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         CSPNeXtPAFPN([8, 16, 32], 8, data_format="channels_last")([np.zeros((1, 4, 4, 8), "float32")])
 
 
+def test_resize_rule_for_other_input_sizes():
+    model = fixture_model("nano")[0]
+    # MMCV's imrescale: long side to 320, int(x * s + 0.5); padding 114 below/right.
+    padded, factor = model.resize_and_pad(np.zeros((50, 100, 3), np.uint8))
+    assert factor == (3.2, 3.2) and padded.shape == (320, 320, 3)
+    assert (padded[:160] == 0).all() and (padded[160:] == 114).all()
+    wide = RTMDetector.from_config({**model.get_config(), "input_size": [320, 224]})
+    # Long/short rule gives 224x320 for a portrait image, which would overflow
+    # the 224-high input: it is fitted inside instead.
+    padded, factor = wide.resize_and_pad(np.zeros((400, 100, 3), np.uint8))
+    assert padded.shape == (224, 320, 3) and factor == (56 / 100, 224 / 400)
+    assert (padded[:, :56] == 0).all() and (padded[:, 56:] == 114).all()
+
+
 def test_empty_image_list_and_no_detections():
     model = fixture_model("nano")[0]
     assert model.predict([]) == []
