@@ -243,6 +243,33 @@ def test_share_conv_shares_kernels_not_batch_norm():
     assert folded.cls_convs[2][1].kernel is not folded.cls_convs[0][1].kernel
 
 
+def test_shared_kernels_survive_a_preset_round_trip(tmp_path):
+    from keraspose import CSPNeXtBackbone
+
+    def small():
+        return RTMDetector(
+            CSPNeXtBackbone(deepen_factor=0.33, widen_factor=0.125),
+            CSPNeXtPAFPN([32, 64, 128], 32, num_csp_blocks=1),
+            RTMDetSepBNHead(2, 32, 32, share_conv=True, exp_on_reg=True),
+            input_size=(96, 64), class_names=("a", "b"),
+        )
+
+    model = small()
+    model.build()
+    rs = np.random.RandomState(0)
+    for v in model.weights:
+        v.assign(rs.uniform(0.5, 1.5, v.shape) if v.name == "moving_variance" else rs.standard_normal(v.shape) * 0.1)
+    model.save_to_preset(tmp_path / "small")
+    loaded = RTMDetector.from_preset(str(tmp_path / "small"))
+    assert loaded.head.cls_convs[1][0].kernel is loaded.head.cls_convs[0][0].kernel
+    x = rs.standard_normal((1, 64, 96, 3)).astype("float32")
+    a, b = model.predict_raw(x), loaded.predict_raw(x)
+    assert [t.shape for t in b["bbox_preds"]] == [(1, 8, 12, 4), (1, 4, 6, 4), (1, 2, 3, 4)]
+    for kind in a:
+        for u, v in zip(a[kind], b[kind]):
+            np.testing.assert_array_equal(u, v)
+
+
 def test_bad_inputs_give_clear_errors(tmp_path):
     model = fixture_model("nano")[0]
     with pytest.raises(FileNotFoundError, match="missing.jpg"):
@@ -259,12 +286,28 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         RTMDetector.from_config({**model.get_config(), "class_names": ["a", "b"]})
     with pytest.raises(ValueError, match="multiple of the largest stride 32"):
         RTMDetector.build_person("nano", input_size=(330, 320))
+    with pytest.raises(NotImplementedError, match="training RTMDetector"):
+        model.fit(np.zeros((1, 320, 320, 3), "float32"))
     with pytest.raises(ValueError, match="size must be one of"):
         rtmdet_config("huge")
     with pytest.raises(ValueError, match="share_conv"):
         RTMDetSepBNHead(1, 16, 16, share_conv=True, use_depthwise=True)
     with pytest.raises(ValueError, match="expects 3 feature maps"):
         CSPNeXtPAFPN([8, 16, 32], 8, data_format="channels_last")([np.zeros((1, 4, 4, 8), "float32")])
+
+
+def test_resize_rule_for_other_input_sizes():
+    model = fixture_model("nano")[0]
+    # MMCV's imrescale: long side to 320, int(x * s + 0.5); padding 114 below/right.
+    padded, factor = model.resize_and_pad(np.zeros((50, 100, 3), np.uint8))
+    assert factor == (3.2, 3.2) and padded.shape == (320, 320, 3)
+    assert (padded[:160] == 0).all() and (padded[160:] == 114).all()
+    wide = RTMDetector.from_config({**model.get_config(), "input_size": [320, 224]})
+    # Long/short rule gives 224x320 for a portrait image, which would overflow
+    # the 224-high input: it is fitted inside instead.
+    padded, factor = wide.resize_and_pad(np.zeros((400, 100, 3), np.uint8))
+    assert padded.shape == (224, 320, 3) and factor == (56 / 100, 224 / 400)
+    assert (padded[:, :56] == 0).all() and (padded[:, 56:] == 114).all()
 
 
 def test_empty_image_list_and_no_detections():
