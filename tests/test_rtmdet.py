@@ -222,7 +222,7 @@ def test_config_and_preset_round_trip(tmp_path):
     pose = tmp_path / "pose"
     pose.mkdir()
     (pose / "config.json").write_text(json.dumps({"class_name": "TopdownEstimator", "registered_name": "keraspose>TopdownEstimator", "config": {}}))
-    with pytest.raises(ValueError, match="pose-estimation preset.*not an object detector"):
+    with pytest.raises(ValueError, match=r"is a pose model \(TopdownEstimator\) preset"):
         RTMDetector.from_preset(str(pose))
 
 

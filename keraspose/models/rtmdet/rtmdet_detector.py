@@ -45,6 +45,7 @@ from keraspose.models.rtmdet.cspnext_pafpn import CSPNeXtPAFPN
 from keraspose.models.rtmdet.rtmdet_head import RTMDetSepBNHead
 from keraspose.models.topdown_estimator import load_image
 from keraspose.ops import nms
+from keraspose.presets import PresetMixin
 
 COCO_CLASSES = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -137,7 +138,7 @@ def _sigmoid(x):
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
-class RTMDetector(keras.Model):
+class RTMDetector(keras.Model, PresetMixin):
     """RTMDet: CSPNeXt backbone, CSPNeXtPAFPN neck, RTMDetSepBNHead, and MMDetection's pre/post-processing.
 
     Args:
@@ -154,6 +155,8 @@ class RTMDetector(keras.Model):
     Build one with :meth:`build_person` / :meth:`from_size`, or load one
     with :meth:`from_preset`.
     """
+
+    preset_task = "detector"
 
     def __init__(
         self,
@@ -415,32 +418,6 @@ class RTMDetector(keras.Model):
         for result, image in zip(results, image_list):
             result.image_path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
         return results[0] if single else results
-
-    # -- presets ----------------------------------------------------------
-    @classmethod
-    def from_preset(cls, handle, load_weights=True, **overrides):
-        """Load a detector preset: a catalogue name, ``hf://owner/repo[@revision]`` or a directory.
-
-        ``overrides`` replace entries of the saved config (``score_threshold=0.3``).
-        """
-        from keraspose.presets import load_preset, load_preset_config, resolve_preset
-
-        preset_dir = resolve_preset(handle)
-        config = load_preset_config(preset_dir)
-        found = str(config.get("registered_name") or config.get("class_name") or "")
-        if found and found.split(">")[-1] != cls.__name__ and "Topdown" in found:
-            raise ValueError(
-                f"{handle} is a pose-estimation preset ({found}), not an object detector: load it with "
-                f"keraspose.TopdownEstimator.from_preset({handle!r}), or pick a detector preset for "
-                f"{cls.__name__}.from_preset (see keraspose.presets.list_presets())."
-            )
-        return load_preset(preset_dir, expected_class=cls, load_weights=load_weights, **overrides)
-
-    def save_to_preset(self, preset_dir, metadata=None, model_card=None, overwrite=False):
-        """Write this detector as a preset directory (atomically)."""
-        from keraspose.presets import save_preset
-
-        return save_preset(self, preset_dir, metadata=metadata, model_card=model_card, overwrite=overwrite)
 
     # -- serialization ----------------------------------------------------
     def get_config(self):
