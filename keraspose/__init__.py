@@ -45,10 +45,12 @@ from keraspose.datasets import CocoStyleDataset, MpiiDataset  # noqa: E402
 from keraspose.evaluation import CocoMetric, evaluate_coco_results, evaluate_topdown  # noqa: E402
 from keraspose.layers import ConvBN  # noqa: E402
 from keraspose.metainfo import DatasetMetainfo, load_metainfo  # noqa: E402
+from keraspose.models.cspnext import CSPNeXtBackbone  # noqa: E402
 from keraspose.models.heads import HeatmapHead  # noqa: E402
 from keraspose.models.hrnet import HRNetBackbone, hrnet_extra  # noqa: E402
 from keraspose.models.litehrnet import LiteHRNetBackbone, litehrnet_extra, tinypose_extra  # noqa: E402
 from keraspose.models.resnet import ResNetBackbone  # noqa: E402
+from keraspose.models.rtmdet import DetectionResult, RTMDetector  # noqa: E402
 from keraspose.models.topdown_estimator import PoseResult, TopdownEstimator, load_image  # noqa: E402
 from keraspose.presets import list_presets, upload_preset  # noqa: E402
 from keraspose.training import CocoEvaluation, TopdownPyDataset  # noqa: E402
@@ -59,14 +61,17 @@ __all__ = [
     "CocoEvaluation",
     "CocoMetric",
     "CocoStyleDataset",
+    "CSPNeXtBackbone",
     "ConvBN",
     "DatasetMetainfo",
+    "DetectionResult",
     "HRNetBackbone",
     "HeatmapHead",
     "LiteHRNetBackbone",
     "MSRAHeatmap",
     "MpiiDataset",
     "PoseResult",
+    "RTMDetector",
     "ResNetBackbone",
     "TopdownEstimator",
     "TopdownPyDataset",

@@ -211,6 +211,28 @@ def upsample_nearest(x, factor, data_format="channels_last"):
     return ops.repeat(ops.repeat(x, factor, axis=h_axis), factor, axis=h_axis + 1)
 
 
+def global_avg_pool(x, data_format="channels_last"):
+    """Mean over H and W, keeping them as size-1 axes (PyTorch's ``AdaptiveAvgPool2d(1)``)."""
+    if BACKEND == "torch":
+        return x.mean((2, 3) if data_format == "channels_first" else (1, 2), keepdim=True)
+    axes = (2, 3) if data_format == "channels_first" else (1, 2)
+    return ops.mean(x, axis=axes, keepdims=True)
+
+
+def hard_sigmoid(x):
+    """PyTorch's ``Hardsigmoid``: ``relu6(x + 3) / 6`` (Keras 3's ``hard_sigmoid`` is the same function)."""
+    if BACKEND == "torch":
+        return F.hardsigmoid(x)
+    return ops.hard_sigmoid(x)
+
+
+def silu_(x):
+    """SiLU that may overwrite ``x`` (same rule as :func:`relu_`)."""
+    if BACKEND == "torch" and not torch.is_grad_enabled():
+        return F.silu(x, inplace=True)
+    return ops.silu(x)
+
+
 # --------------------------------------------------------------------------
 # Inference helpers
 # --------------------------------------------------------------------------

@@ -182,6 +182,8 @@ class ConvBN(BaseLayer):
             y = self._conv(inputs, kernel, bias)
         if self.activation_name == "relu":
             return backend.relu_(y)  # y is our own fresh output
+        if self.activation_name == "silu":
+            return backend.silu_(y)
         if self.activation is not None:
             y = self.activation(y)
         return y

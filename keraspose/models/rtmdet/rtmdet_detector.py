@@ -1,0 +1,484 @@
+"""RTMDetector: the RTMDet object detector (MMDetection's ``RTMDet``) as a Keras model.
+
+CSPNeXt backbone -> CSPNeXtPAFPN neck -> RTMDetSepBNHead, with MMDetection's
+test pipeline and post-processing around it:
+
+* **preprocess** (MMDetection's test pipeline + data preprocessor): resize
+  keeping the aspect ratio with MMCV's ``imrescale`` rule (scale
+  ``s = min(long / max(h, w), short / min(h, w))`` for the input size's long
+  and short sides, new size ``int(w * s + 0.5) x int(h * s + 0.5)``, cv2
+  bilinear), pad bottom/right to ``input_size`` with 114, BGR, subtract the
+  mean, divide by the std. The scale factors are MMDetection's
+  ``(new_w / w, new_h / h)``.
+* **network** (``detector(x)``, MMDetection's "tensor" mode): a normalised
+  batch ``(B, H, W, 3)`` -> ``{"cls_scores": [...], "bbox_preds": [...]}``,
+  one channels-last array per level (strides 8, 16, 32): class logits
+  ``(B, h, w, num_classes)`` and distances left/top/right/bottom in input
+  pixels ``(B, h, w, 4)`` (already ``exp``-ed if the head does and times the
+  stride).
+* **postprocess** (numpy, MMDetection's ``test_cfg``): sigmoid; per level
+  keep the scores above ``score_threshold`` and of those the ``nms_pre`` best
+  (a candidate is one prior and one class); priors at ``(x * stride,
+  y * stride)``; boxes ``(px - l, py - t, px + r, py + b)`` clipped to the
+  padded input; divided by the scale factors; boxes not wider and taller than
+  ``min_bbox_size`` dropped; NMS per class (IoU ``> iou_threshold``
+  suppressed, MMCV areas); the ``max_per_image`` best.
+
+Example:
+>>> import numpy as np
+>>> detector = RTMDetector.build_person("nano")
+>>> result = detector.predict(np.zeros((240, 320, 3), "uint8"))
+>>> result.boxes.shape[1], result.boxes.dtype
+(4, dtype('float32'))
+"""
+
+import dataclasses
+import os
+
+import cv2
+import keras
+import numpy as np
+
+from keraspose import backend
+from keraspose.models.cspnext import CSPNeXtBackbone
+from keraspose.models.rtmdet.cspnext_pafpn import CSPNeXtPAFPN
+from keraspose.models.rtmdet.rtmdet_head import RTMDetSepBNHead
+from keraspose.models.topdown_estimator import load_image
+from keraspose.ops import nms
+
+COCO_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+    "scissors", "teddy bear", "hair drier", "toothbrush",
+)
+
+# MMDetection's RTMDet configs: deepen, widen, use_depthwise, neck CSP blocks,
+# exp_on_reg, share_conv. Widths: backbone (256, 512, 1024) * widen, neck
+# and head 256 * widen. "nano" is MMPose's rtmdet_nano_320 (person, hand).
+RTMDET_SIZES = {
+    "nano": (0.33, 0.25, True, 1, False, False),
+    "tiny": (0.167, 0.375, False, 1, False, True),
+    "s": (0.33, 0.5, False, 1, False, True),
+    "m": (0.67, 0.75, False, 2, True, True),
+    "l": (1.0, 1.0, False, 3, True, True),
+    "x": (1.33, 1.25, False, 4, True, True),
+}
+
+
+def rtmdet_config(size, num_classes=80, norm=True, data_format=None):
+    """Keyword arguments of backbone, neck and head of a MMDetection RTMDet size.
+
+    Returns ``{"backbone": {...}, "neck": {...}, "head": {...}}`` for
+    :class:`CSPNeXtBackbone`, :class:`CSPNeXtPAFPN` and :class:`RTMDetSepBNHead`.
+
+    Example:
+    >>> rtmdet_config("nano", num_classes=1)["neck"]["in_channels"]
+    [64, 128, 256]
+    """
+    if size not in RTMDET_SIZES:
+        raise ValueError(f"rtmdet_config: size must be one of {list(RTMDET_SIZES)}, got {size!r}")
+    deepen, widen, depthwise, neck_blocks, exp_on_reg, share_conv = RTMDET_SIZES[size]
+    common = dict(norm=norm, data_format=data_format)
+    width = int(256 * widen)
+    return {
+        "backbone": dict(deepen_factor=deepen, widen_factor=widen, use_depthwise=depthwise, **common),
+        "neck": dict(
+            in_channels=[int(c * widen) for c in (256, 512, 1024)], out_channels=width,
+            num_csp_blocks=neck_blocks, use_depthwise=depthwise, **common,
+        ),
+        "head": dict(
+            num_classes=num_classes, in_channels=width, feat_channels=width, share_conv=share_conv,
+            exp_on_reg=exp_on_reg, use_depthwise=depthwise, **common,
+        ),
+    }
+
+
+@dataclasses.dataclass
+class DetectionResult:
+    """The objects found in one image (numpy, image pixels).
+
+    boxes: (N, 4) float32 x1, y1, x2, y2; scores: (N,) float32; labels: (N,)
+    int64 class indices, best score first.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    image_path: str = None
+    class_names: tuple = None
+
+    def __len__(self):
+        return len(self.boxes)
+
+    def to_dict(self):
+        names = self.class_names
+        return {
+            "image_path": self.image_path,
+            "instances": [
+                {
+                    "bbox": self.boxes[i].tolist(),
+                    "score": float(self.scores[i]),
+                    "label": int(self.labels[i]),
+                    **({"class_name": names[int(self.labels[i])]} if names else {}),
+                }
+                for i in range(len(self))
+            ],
+        }
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@keras.saving.register_keras_serializable(package="keraspose")
+class RTMDetector(keras.Model):
+    """RTMDet: CSPNeXt backbone, CSPNeXtPAFPN neck, RTMDetSepBNHead, and MMDetection's pre/post-processing.
+
+    Args:
+        backbone, neck, head: the three layers (see :func:`rtmdet_config`).
+        input_size: network input ``(width, height)``.
+        mean, std: normalisation, in ``channel_order``.
+        channel_order: ``"bgr"`` (MMDetection's RTMDet) or ``"rgb"``.
+        pad_value: pixel value of the padding (before normalisation).
+        score_threshold, nms_pre, iou_threshold, max_per_image, min_bbox_size:
+            MMDetection's test_cfg (``score_thr``, ``nms_pre``,
+            ``nms.iou_threshold``, ``max_per_img``, ``min_bbox_size``).
+        class_names: one name per class.
+
+    Build one with :meth:`build_person` / :meth:`from_size`, or load one
+    with :meth:`from_preset`.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        neck,
+        head,
+        input_size=(640, 640),
+        mean=(103.53, 116.28, 123.675),
+        std=(57.375, 57.12, 58.395),
+        channel_order="bgr",
+        pad_value=114,
+        score_threshold=0.05,
+        nms_pre=1000,
+        iou_threshold=0.6,
+        max_per_image=100,
+        min_bbox_size=0,
+        class_names=("person",),
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.backbone, self.neck, self.head = backbone, neck, head
+        self.input_size = tuple(int(v) for v in input_size)
+        if len(self.input_size) != 2 or min(self.input_size) < 32:
+            raise ValueError(f"input_size must be (width, height), each >= 32, got {input_size!r}")
+        stride = max(head.strides)
+        if any(v % stride for v in self.input_size):
+            raise ValueError(f"input_size {self.input_size} must be a multiple of the largest stride {stride}")
+        self.mean = [float(v) for v in mean]
+        self.std = [float(v) for v in std]
+        if channel_order not in ("rgb", "bgr"):
+            raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+        self.channel_order = channel_order
+        self.pad_value = float(pad_value)
+        self.score_threshold = float(score_threshold)
+        self.nms_pre = int(nms_pre)
+        self.iou_threshold = float(iou_threshold)
+        self.max_per_image = int(max_per_image)
+        self.min_bbox_size = float(min_bbox_size)
+        self.class_names = tuple(str(c) for c in class_names)
+        if len(self.class_names) != head.num_classes:
+            raise ValueError(
+                f"class_names has {len(self.class_names)} names but the head predicts {head.num_classes} classes"
+            )
+        self.data_format = backbone.data_format
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def from_size(cls, size, num_classes=80, class_names=None, norm=True, data_format=None, **kwargs):
+        """A randomly initialised RTMDet of a MMDetection size (``"nano"``, ``"tiny"``, ``"s"``, ``"m"``, ``"l"``, ``"x"``).
+
+        ``norm=False`` builds convs with bias instead of BatchNorm, for
+        BN-folded weights such as an ONNX export. ``kwargs`` go to the
+        constructor (``input_size``, thresholds, ...).
+        """
+        config = rtmdet_config(size, num_classes=num_classes, norm=norm, data_format=data_format)
+        if class_names is None:
+            class_names = COCO_CLASSES if num_classes == 80 else tuple(f"class_{i}" for i in range(num_classes))
+        model = cls(
+            CSPNeXtBackbone(**config["backbone"], name="backbone"),
+            CSPNeXtPAFPN(**config["neck"], name="neck"),
+            RTMDetSepBNHead(**config["head"], name="bbox_head"),
+            class_names=class_names,
+            **kwargs,
+        )
+        model.build()
+        return model
+
+    @classmethod
+    def build_person(cls, size="nano", **kwargs):
+        """MMPose's person detectors: ``rtmdet_nano_320-8xb32_coco-person`` (``size="nano"``,
+        320x320) and ``rtmdet_m_640-8xb32_coco-person`` (``"m"``, 640x640); other sizes at 640.
+
+        Test config of those: score 0.05, nms_pre 1000, IoU 0.6, at most 100 boxes.
+        """
+        side = 320 if size == "nano" else 640
+        settings = dict(
+            input_size=(side, side), score_threshold=0.05, nms_pre=1000, iou_threshold=0.6, max_per_image=100,
+        )
+        settings.update(kwargs)
+        return cls.from_size(size, num_classes=1, class_names=("person",), **settings)
+
+    # -- the network ------------------------------------------------------
+    def call(self, inputs, training=None):
+        """Normalised ``(B, H, W, 3)`` -> ``{"cls_scores": [..], "bbox_preds": [..]}`` per level, channels-last."""
+        x = inputs
+        if self.data_format == "channels_first":
+            x = backend.to_channels_first(x)
+        feats = self.backbone(x, training=training)
+        feats = self.neck(feats, training=training)
+        cls_scores, bbox_preds = self.head(feats, training=training)
+        if self.data_format == "channels_first":
+            cls_scores = [backend.to_channels_last(t) for t in cls_scores]
+            bbox_preds = [backend.to_channels_last(t) for t in bbox_preds]
+        return {"cls_scores": list(cls_scores), "bbox_preds": list(bbox_preds)}
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        w, h = self.input_size
+        with backend.inference_mode():
+            self.call(keras.ops.zeros((1, h, w, 3)), training=False)
+        self.built = True
+
+    def build_for_preset(self):
+        self.build()
+
+    def dummy_inputs(self, batch_size=1):
+        w, h = self.input_size
+        return np.zeros((batch_size, h, w, 3), "float32")
+
+    @property
+    def strides(self):
+        return list(self.head.strides)
+
+    @property
+    def num_classes(self):
+        return self.head.num_classes
+
+    def checkpoint_keys(self):
+        """``(layer, conv key, bn key or None)`` of every conv, in MMDetection's state-dict names
+        (``backbone.stem.0.conv``, ``neck.reduce_layers.0.conv``, ``bbox_head.rtm_cls.0``, ...)."""
+        return (
+            self.backbone.checkpoint_keys("backbone")
+            + self.neck.checkpoint_keys("neck")
+            + self.head.checkpoint_keys("bbox_head")
+        )
+
+    # -- preprocessing ----------------------------------------------------
+    def resize_and_pad(self, image):
+        """One RGB uint8 image -> the padded network image (``channel_order``, uint8) and ``(w_scale, h_scale)``."""
+        h, w = image.shape[:2]
+        in_w, in_h = self.input_size
+        long_side, short_side = max(self.input_size), min(self.input_size)
+        scale = min(long_side / max(h, w), short_side / min(h, w))
+        # MMCV's rule; for a non-square input it may overshoot one side, which
+        # MMDetection would reject: shrink until the image fits.
+        scale = min(scale, in_w / w, in_h / h) if int(w * scale + 0.5) > in_w or int(h * scale + 0.5) > in_h else scale
+        new_w, new_h = int(w * scale + 0.5), int(h * scale + 0.5)
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        if self.channel_order == "bgr":
+            resized = resized[..., ::-1]
+        padded = np.full((in_h, in_w, 3), self.pad_value, np.uint8)
+        padded[:new_h, :new_w] = resized
+        return padded, (new_w / w, new_h / h)
+
+    def preprocess(self, images):
+        """Images (paths or RGB uint8 arrays) -> normalised batch ``(B, H, W, 3)`` float32 and scale factors ``(B, 2)``.
+
+        The scale factors are ``(w_scale, h_scale)`` = resized / original size, as MMDetection's.
+        """
+        return self._preprocess_loaded(_load_images(images))
+
+    def _preprocess_loaded(self, rgb_images):
+        w, h = self.input_size
+        if not rgb_images:
+            return np.zeros((0, h, w, 3), np.float32), np.zeros((0, 2), np.float64)
+        padded, factors = zip(*(self.resize_and_pad(image) for image in rgb_images))
+        x = np.stack(padded).astype(np.float32)
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return x, np.asarray(factors, np.float64)
+
+    # -- postprocessing ---------------------------------------------------
+    def postprocess(self, raw_outputs, scale_factors):
+        """Raw network outputs (numpy, as ``detector(x)`` returns) -> one :class:`DetectionResult` per image.
+
+        ``scale_factors``: ``(B, 2)`` ``(w_scale, h_scale)`` from :meth:`preprocess`
+        (``None``: boxes stay in input pixels).
+        """
+        cls_scores = [np.asarray(keras.ops.convert_to_numpy(t), np.float32) for t in raw_outputs["cls_scores"]]
+        bbox_preds = [np.asarray(keras.ops.convert_to_numpy(t), np.float32) for t in raw_outputs["bbox_preds"]]
+        if len(cls_scores) != len(self.strides) or len(bbox_preds) != len(self.strides):
+            raise ValueError(
+                f"postprocess: expected {len(self.strides)} levels of cls_scores and bbox_preds, "
+                f"got {len(cls_scores)} and {len(bbox_preds)}"
+            )
+        batch = cls_scores[0].shape[0]
+        if scale_factors is not None:
+            scale_factors = np.asarray(scale_factors, np.float64).reshape(-1, 2)
+            if len(scale_factors) != batch:
+                raise ValueError(f"postprocess: {len(scale_factors)} scale factors for a batch of {batch}")
+        return [
+            self._postprocess_one(
+                [c[b] for c in cls_scores], [p[b] for p in bbox_preds],
+                None if scale_factors is None else scale_factors[b],
+            )
+            for b in range(batch)
+        ]
+
+    def _postprocess_one(self, cls_scores, bbox_preds, scale_factor):
+        boxes, scores, labels = [], [], []
+        for cls_score, bbox_pred, stride in zip(cls_scores, bbox_preds, self.strides):
+            h, w, num_classes = cls_score.shape
+            flat = _sigmoid(cls_score.reshape(-1))
+            candidates = np.flatnonzero(flat > self.score_threshold)
+            # Best first; a stable order keeps ties in MMDetection's index order.
+            candidates = candidates[np.argsort(-flat[candidates], kind="stable")]
+            if self.nms_pre > 0:
+                candidates = candidates[: self.nms_pre]
+            prior, label = np.divmod(candidates, num_classes)
+            py, px = np.divmod(prior, w)
+            px, py = (px * stride).astype(np.float32), (py * stride).astype(np.float32)
+            dist = bbox_pred.reshape(-1, 4)[prior]
+            boxes.append(np.stack([px - dist[:, 0], py - dist[:, 1], px + dist[:, 2], py + dist[:, 3]], axis=1))
+            scores.append(flat[candidates])
+            labels.append(label)
+        boxes = np.concatenate(boxes).astype(np.float32)
+        scores = np.concatenate(scores).astype(np.float32)
+        labels = np.concatenate(labels).astype(np.int64)
+        in_w, in_h = self.input_size
+        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, in_w)
+        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, in_h)
+        if scale_factor is not None:
+            inverse = np.asarray([1 / scale_factor[0], 1 / scale_factor[1]] * 2, np.float32)
+            boxes = boxes * inverse
+        if self.min_bbox_size >= 0:
+            keep = ((boxes[:, 2] - boxes[:, 0]) > self.min_bbox_size) & ((boxes[:, 3] - boxes[:, 1]) > self.min_bbox_size)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        if len(boxes):
+            kept = np.concatenate(
+                [np.flatnonzero(labels == c)[nms(boxes[labels == c], scores[labels == c], self.iou_threshold)]
+                 for c in np.unique(labels)]
+            )
+            kept = kept[np.argsort(-scores[kept], kind="stable")][: self.max_per_image]
+            boxes, scores, labels = boxes[kept], scores[kept], labels[kept]
+        return DetectionResult(
+            boxes=boxes.reshape(-1, 4), scores=scores, labels=labels, class_names=self.class_names
+        )
+
+    # -- inference --------------------------------------------------------
+    def predict_raw(self, inputs):
+        """Normalised batch (numpy NHWC) -> raw outputs as numpy (the dict of :meth:`call`)."""
+        if not self.built:
+            self.build()
+        out = keras.Model.predict_on_batch(self, np.asarray(inputs, np.float32))
+        return {k: [np.asarray(keras.ops.convert_to_numpy(t)) for t in v] for k, v in out.items()}
+
+    def predict(self, images, batch_size=8):
+        """Detect objects: images (paths or RGB uint8 arrays) -> :class:`DetectionResult` per image.
+
+        A single image gives a single result; a list gives a list.
+        """
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        single = _is_single_image(images)
+        image_list = [images] if single else list(images)
+        rgb_images = _load_images(images)  # every image checked before any is run
+        results = []
+        for start in range(0, len(rgb_images), int(batch_size)):
+            x, factors = self._preprocess_loaded(rgb_images[start : start + int(batch_size)])
+            results += self.postprocess(self.predict_raw(x), factors)
+        for result, image in zip(results, image_list):
+            result.image_path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        return results[0] if single else results
+
+    # -- presets ----------------------------------------------------------
+    @classmethod
+    def from_preset(cls, handle, load_weights=True, **overrides):
+        """Load a detector preset: a catalogue name, ``hf://owner/repo[@revision]`` or a directory.
+
+        ``overrides`` replace entries of the saved config (``score_threshold=0.3``).
+        """
+        from keraspose.presets import load_preset, load_preset_config, resolve_preset
+
+        preset_dir = resolve_preset(handle)
+        config = load_preset_config(preset_dir)
+        found = str(config.get("registered_name") or config.get("class_name") or "")
+        if found and found.split(">")[-1] != cls.__name__ and "Topdown" in found:
+            raise ValueError(
+                f"{handle} is a pose-estimation preset ({found}), not an object detector: load it with "
+                f"keraspose.TopdownEstimator.from_preset({handle!r}), or pick a detector preset for "
+                f"{cls.__name__}.from_preset (see keraspose.presets.list_presets())."
+            )
+        return load_preset(preset_dir, expected_class=cls, load_weights=load_weights, **overrides)
+
+    def save_to_preset(self, preset_dir, metadata=None, model_card=None, overwrite=False):
+        """Write this detector as a preset directory (atomically)."""
+        from keraspose.presets import save_preset
+
+        return save_preset(self, preset_dir, metadata=metadata, model_card=model_card, overwrite=overwrite)
+
+    # -- serialization ----------------------------------------------------
+    def get_config(self):
+        return {
+            "name": self.name,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "neck": keras.saving.serialize_keras_object(self.neck),
+            "head": keras.saving.serialize_keras_object(self.head),
+            "input_size": list(self.input_size),
+            "mean": self.mean,
+            "std": self.std,
+            "channel_order": self.channel_order,
+            "pad_value": self.pad_value,
+            "score_threshold": self.score_threshold,
+            "nms_pre": self.nms_pre,
+            "iou_threshold": self.iou_threshold,
+            "max_per_image": self.max_per_image,
+            "min_bbox_size": self.min_bbox_size,
+            "class_names": list(self.class_names),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "neck", "head"):
+            if isinstance(config.get(key), dict):
+                sub = {k: v for k, v in config[key].items() if k != "build_config"}
+                config[key] = keras.saving.deserialize_keras_object(sub)
+        return cls(**config)
+
+
+def _is_single_image(images):
+    return isinstance(images, (str, os.PathLike)) or (
+        isinstance(images, np.ndarray) and images.ndim in (2, 3)
+    )
+
+
+def _load_images(images):
+    """RGB uint8 arrays from one image or a list (errors name ``image`` or ``images[i]``)."""
+    if _is_single_image(images):
+        return [load_image(images, "image")]
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return [load_image(image, f"images[{i}]") for i, image in enumerate(images)]
+    if not isinstance(images, (list, tuple)):
+        raise ValueError(
+            f"images: expected a path, an RGB uint8 (H, W, 3) array or a list of them, got {type(images).__name__}"
+            + (f" of dtype {images.dtype} and shape {images.shape}" if isinstance(images, np.ndarray) else "")
+        )
+    return [load_image(image, f"images[{i}]") for i, image in enumerate(images)]
