@@ -35,20 +35,6 @@ import numpy as np
 
 from keraspose.convert.mmpose import ConversionError
 
-# MMDetection RTMDet-nano (rtmdet_nano_320-8xb32_coco-person, as MMPose's
-# demo uses it): CSPNeXt with deepen 0.33 / widen 0.25, depthwise everywhere.
-RTMDET_NANO_PERSON = dict(
-    backbone=dict(deepen_factor=0.33, widen_factor=0.25, use_depthwise=True),
-    neck=dict(in_channels=(64, 128, 256), out_channels=64, num_csp_blocks=1, use_depthwise=True),
-    head=dict(num_classes=1, in_channels=64, feat_channels=64, share_conv=False,
-              exp_on_reg=False, use_depthwise=True),
-    test_cfg=dict(score_thr=0.05, nms_pre=1000, iou_threshold=0.6, max_per_img=100),
-    input_size=320,
-    mean_bgr=(103.53, 116.28, 123.675),
-    std_bgr=(57.375, 57.12, 58.395),
-    pad_value=114,
-)
-
 # Top-level modules of MMDetection's head that the exporter names without ``bbox_head``.
 _HEAD_MODULES = ("cls_convs", "reg_convs", "rtm_cls", "rtm_reg", "rtm_obj")
 
@@ -235,11 +221,12 @@ def convert_rtmdet_onnx(onnx_path, data_format=None):
     """The RTMDet-nano person detector of an ONNX export, as a :class:`~keraspose.RTMDetector`.
 
     The architecture is MMDetection's ``rtmdet_nano_320-8xb32_coco-person``
-    (:data:`RTMDET_NANO_PERSON`); every one of the graph's convolutions must
-    fit it (see :func:`load_onnx_rtmdet_weights`).
+    (``RTMDetector.build_person("nano")``: 320x320, BGR, MMDetection's mean/std
+    and test_cfg) built with ``norm=False``; every one of the graph's
+    convolutions must fit it (see :func:`load_onnx_rtmdet_weights`).
     """
-    from keraspose.models.rtmdet import build_rtmdet_nano_person
+    from keraspose.models.rtmdet import RTMDetector
 
-    model = build_rtmdet_nano_person(norm=False, data_format=data_format)
+    model = RTMDetector.build_person("nano", norm=False, data_format=data_format)
     load_onnx_rtmdet_weights(model, onnx_path)
     return model
