@@ -18,9 +18,15 @@ The ONNX graph has a fixed batch of 1, so onnxruntime always runs the images
 one by one; keraspose runs batches of ``--batch-sizes`` (default 1 and 8).
 The ratio is keraspose's images/s over onnxruntime's (> 1: keraspose faster).
 Best of ``--repeats`` passes over the 80 images after a warm-up pass.
+
+``--omp-passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads: on a
+machine whose cores are busy with other work, torch's OpenMP threads spinning
+at every operator's barrier made a 2-thread forward 10-100x slower (see
+benchmarks/README.md); onnxruntime and TensorFlow use their own thread pools.
 """
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,7 +59,10 @@ def main():
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--omp-passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE (torch's OpenMP)")
     args = parser.parse_args()
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read once, when the OpenMP runtime starts
 
     import cv2
     import keras
@@ -74,7 +83,7 @@ def main():
     ours_inputs, _ = detector.preprocess(rgb)
 
     print(f"# RTMDet-nano person detector on coco_mini ({n} images, decoded beforehand), "
-          f"{args.threads} threads both sides; keraspose backend {keras.config.backend()}, keras "
+          f"{args.threads} threads both sides (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); keraspose backend {keras.config.backend()}, keras "
           f"{keras.__version__}; onnxruntime {__import__('onnxruntime').__version__} (fixed batch 1: "
           f"image by image); machine: {machine_description()}")
 
