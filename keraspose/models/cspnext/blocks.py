@@ -98,7 +98,7 @@ class DepthwiseSeparableConvBN(CSPBase):
     Example:
     >>> import numpy as np
     >>> layer = DepthwiseSeparableConvBN(8, 16, 3, strides=2, data_format="channels_last")
-    >>> layer(np.zeros((1, 32, 32, 8), "float32")).shape
+    >>> tuple(layer(np.zeros((1, 32, 32, 8), "float32")).shape)
     (1, 16, 16, 16)
     """
 
@@ -136,7 +136,7 @@ class ChannelAttention(CSPBase):
     Example:
     >>> import numpy as np
     >>> layer = ChannelAttention(4, data_format="channels_last")
-    >>> layer(np.ones((1, 5, 5, 4), "float32")).shape
+    >>> tuple(layer(np.ones((1, 5, 5, 4), "float32")).shape)
     (1, 5, 5, 4)
     """
 
@@ -167,7 +167,7 @@ class CSPNeXtBlock(CSPBase):
     Example:
     >>> import numpy as np
     >>> block = CSPNeXtBlock(8, 8, data_format="channels_last")
-    >>> block(np.zeros((1, 16, 16, 8), "float32")).shape
+    >>> tuple(block(np.zeros((1, 16, 16, 8), "float32")).shape)
     (1, 16, 16, 8)
     """
 
@@ -209,7 +209,7 @@ class CSPLayer(CSPBase):
     Example:
     >>> import numpy as np
     >>> layer = CSPLayer(16, 16, num_blocks=1, channel_attention=True, data_format="channels_last")
-    >>> layer(np.zeros((1, 8, 8, 16), "float32")).shape
+    >>> tuple(layer(np.zeros((1, 8, 8, 16), "float32")).shape)
     (1, 8, 8, 16)
     """
 
@@ -271,7 +271,7 @@ class SPPBottleneck(CSPBase):
     Example:
     >>> import numpy as np
     >>> layer = SPPBottleneck(16, 16, data_format="channels_last")
-    >>> layer(np.zeros((1, 10, 10, 16), "float32")).shape
+    >>> tuple(layer(np.zeros((1, 10, 10, 16), "float32")).shape)
     (1, 10, 10, 16)
     """
 

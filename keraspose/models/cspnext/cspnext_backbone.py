@@ -54,7 +54,7 @@ class CSPNeXtBackbone(CSPBase):
     Example:
     >>> import numpy as np
     >>> backbone = CSPNeXtBackbone(deepen_factor=0.33, widen_factor=0.25, data_format="channels_last")
-    >>> [f.shape for f in backbone(np.zeros((1, 64, 64, 3), "float32"))]
+    >>> [tuple(f.shape) for f in backbone(np.zeros((1, 64, 64, 3), "float32"))]
     [(1, 8, 8, 64), (1, 4, 4, 128), (1, 2, 2, 256)]
     """
 

@@ -34,7 +34,7 @@ class CSPNeXtPAFPN(CSPBase):
     >>> import numpy as np
     >>> neck = CSPNeXtPAFPN([16, 32, 64], 16, num_csp_blocks=1, data_format="channels_last")
     >>> feats = [np.zeros((1, s, s, c), "float32") for s, c in ((8, 16), (4, 32), (2, 64))]
-    >>> [f.shape for f in neck(feats)]
+    >>> [tuple(f.shape) for f in neck(feats)]
     [(1, 8, 8, 16), (1, 4, 4, 16), (1, 2, 2, 16)]
     """
 

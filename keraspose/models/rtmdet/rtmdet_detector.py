@@ -281,17 +281,25 @@ class RTMDetector(keras.Model):
             + self.head.checkpoint_keys("bbox_head")
         )
 
+    def fit(self, *args, **kwargs):
+        raise NotImplementedError(
+            "training RTMDetector is not implemented yet (MMDetection's assigner and losses are not ported); "
+            "it is an inference model: use predict(), or train the detector in MMDetection and convert it"
+        )
+
     # -- preprocessing ----------------------------------------------------
     def resize_and_pad(self, image):
         """One RGB uint8 image -> the padded network image (``channel_order``, uint8) and ``(w_scale, h_scale)``."""
         h, w = image.shape[:2]
         in_w, in_h = self.input_size
         long_side, short_side = max(self.input_size), min(self.input_size)
-        scale = min(long_side / max(h, w), short_side / min(h, w))
-        # MMCV's rule; for a non-square input it may overshoot one side, which
-        # MMDetection would reject: shrink until the image fits.
-        scale = min(scale, in_w / w, in_h / h) if int(w * scale + 0.5) > in_w or int(h * scale + 0.5) > in_h else scale
+        scale = min(long_side / max(h, w), short_side / min(h, w))  # MMCV's imrescale
         new_w, new_h = int(w * scale + 0.5), int(h * scale + 0.5)
+        if new_w > in_w or new_h > in_h:
+            # Only for a non-square input_size (MMDetection's Pad would fail):
+            # fit the image inside it instead.
+            scale = min(in_w / w, in_h / h)
+            new_w, new_h = min(int(w * scale + 0.5), in_w), min(int(h * scale + 0.5), in_h)
         resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
         if self.channel_order == "bgr":
             resized = resized[..., ::-1]

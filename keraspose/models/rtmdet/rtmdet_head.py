@@ -46,7 +46,7 @@ class RTMDetSepBNHead(CSPBase):
     >>> import numpy as np
     >>> head = RTMDetSepBNHead(1, 16, 16, strides=(8, 16), data_format="channels_last")
     >>> cls, reg = head([np.zeros((1, 8, 8, 16), "float32"), np.zeros((1, 4, 4, 16), "float32")])
-    >>> cls[0].shape, reg[1].shape
+    >>> tuple(cls[0].shape), tuple(reg[1].shape)
     ((1, 8, 8, 1), (1, 4, 4, 4))
     """
 
