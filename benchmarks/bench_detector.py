@@ -17,7 +17,8 @@ timed on either side), at the same thread count:
 The ONNX graph has a fixed batch of 1, so onnxruntime always runs the images
 one by one; keraspose runs batches of ``--batch-sizes`` (default 1 and 8).
 The ratio is keraspose's images/s over onnxruntime's (> 1: keraspose faster).
-Best of ``--repeats`` passes over the 80 images after a warm-up pass.
+Best of ``--repeats`` passes over the 80 images after a warm-up pass, the two sides
+interleaved pass by pass.
 
 ``--omp-passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads: on a
 machine whose cores are busy with other work, torch's OpenMP threads spinning
@@ -39,17 +40,21 @@ from _reference import SHARED, machine_description  # noqa: E402
 import rtmdet_reference as ref  # noqa: E402
 
 
-def best_rate(fn, count, repeats):
-    """Images per second of the fastest of ``repeats`` timed calls of ``fn()`` (after one warm-up)."""
-    fn()
-    best = min(_timed(fn) for _ in range(repeats))
-    return count / best
+def best_rates(fns, count, repeats):
+    """Images per second of each ``fns[name]()``: best of ``repeats`` timed calls after one warm-up.
 
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    The calls are interleaved (every function once per round), so a change of
+    load on a shared machine hits both sides alike.
+    """
+    for fn in fns.values():
+        fn()
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: count / seconds for name, seconds in best.items()}
 
 
 def main():
@@ -95,18 +100,25 @@ def main():
         for x in onnx_inputs:
             ref.run_onnx(session, x)
 
-    ort = {"pipeline": best_rate(ort_pipeline, n, args.repeats), "network": best_rate(ort_network, n, args.repeats)}
-    print(f"onnxruntime           pipeline {ort['pipeline']:7.1f} img/s   network {ort['network']:7.1f} img/s")
-    for bs in map(int, args.batch_sizes.split(",")):
-        def ours_pipeline():
-            detector.predict(rgb, batch_size=bs)
+    def ours_pipeline(bs):
+        return lambda: detector.predict(rgb, batch_size=bs)
 
-        def ours_network():
+    def ours_network(bs):
+        def run():
             for start in range(0, n, bs):
                 detector.predict_raw(ours_inputs[start:start + bs])
+        return run
 
-        pipe = best_rate(ours_pipeline, n, args.repeats)
-        net = best_rate(ours_network, n, args.repeats)
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    fns = {("onnxruntime", "pipeline"): ort_pipeline, ("onnxruntime", "network"): ort_network}
+    for bs in sizes:
+        fns[(bs, "pipeline")] = ours_pipeline(bs)
+        fns[(bs, "network")] = ours_network(bs)
+    rate = best_rates(fns, n, args.repeats)
+    ort = {kind: rate[("onnxruntime", kind)] for kind in ("pipeline", "network")}
+    print(f"onnxruntime           pipeline {ort['pipeline']:7.1f} img/s   network {ort['network']:7.1f} img/s")
+    for bs in sizes:
+        pipe, net = rate[(bs, "pipeline")], rate[(bs, "network")]
         print(f"keraspose batch {bs:3d}   pipeline {pipe:7.1f} img/s ({pipe / ort['pipeline']:.2f}x)   "
               f"network {net:7.1f} img/s ({net / ort['network']:.2f}x)")
 
