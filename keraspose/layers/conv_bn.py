@@ -77,7 +77,7 @@ class ConvBN(BaseLayer):
         kernel_initializer="he_normal",
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.strides = int(strides)
@@ -94,8 +94,6 @@ class ConvBN(BaseLayer):
         self.output_padding = int(output_padding)
         self.epsilon = float(epsilon)
         self.momentum = float(momentum)
-        self._data_format_arg = data_format
-        self.data_format = backend.resolve_data_format(data_format)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         if self.transpose and self.groups != 1:
             raise ValueError("ConvBN(transpose=True) supports groups=1 only")
@@ -228,7 +226,6 @@ class ConvBN(BaseLayer):
             output_padding=self.output_padding,
             epsilon=self.epsilon,
             momentum=self.momentum,
-            data_format=self._data_format_arg,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
         return config

@@ -20,9 +20,8 @@ class _ResidualBlock(BaseLayer):
     """
 
     def __init__(self, in_channels, out_channels, strides=1, data_format=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         self.in_channels, self.out_channels, self.strides = in_channels, out_channels, strides
-        self._data_format_arg = data_format
         self.downsample = None
         if strides != 1 or in_channels != out_channels:
             self.downsample = ConvBN(out_channels, 1, strides, data_format=data_format, name="downsample")
@@ -44,7 +43,7 @@ class _ResidualBlock(BaseLayer):
         config = super().get_config()
         config.update(
             in_channels=self.in_channels, out_channels=self.out_channels,
-            strides=self.strides, data_format=self._data_format_arg,
+            strides=self.strides,
         )
         return config
 

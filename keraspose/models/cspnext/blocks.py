@@ -50,12 +50,10 @@ class CSPBase(BaseLayer):
     """What every CSPNeXt layer shares: BatchNorm settings, layout and conv factories."""
 
     def __init__(self, norm=True, epsilon=1e-5, momentum=0.1, data_format=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         self.norm = bool(norm)
         self.epsilon = float(epsilon)
         self.momentum = float(momentum)
-        self._data_format_arg = data_format
-        self.data_format = backend.resolve_data_format(data_format)
 
     def build(self, input_shape=None):
         # Sublayers build on the first real call; a symbolic trace of the

@@ -58,14 +58,12 @@ class HRModule(BaseLayer):
         self, in_channels, block, num_blocks, num_channels,
         multiscale_output=True, data_format=None, **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         self.in_channels = list(in_channels)
         self.block = block
         self.num_blocks = list(num_blocks)
         self.num_channels = list(num_channels)
         self.multiscale_output = multiscale_output
-        self._data_format_arg = data_format
-        self.data_format = backend.resolve_data_format(data_format)
         n = len(self.num_channels)
         if not (len(self.in_channels) == len(self.num_blocks) == n):
             raise ValueError(
@@ -152,7 +150,6 @@ class HRModule(BaseLayer):
         config.update(
             in_channels=self.in_channels, block=self.block, num_blocks=self.num_blocks,
             num_channels=self.num_channels, multiscale_output=self.multiscale_output,
-            data_format=self._data_format_arg,
         )
         return config
 
@@ -175,12 +172,10 @@ class HRNetBackbone(BaseLayer):
     """
 
     def __init__(self, extra, in_channels=3, stem_channels=64, data_format=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         self.extra = extra
         self.in_channels = in_channels
         self.stem_channels = stem_channels
-        self._data_format_arg = data_format
-        self.data_format = backend.resolve_data_format(data_format)
         df = data_format
         for s in ("stage1", "stage2", "stage3", "stage4"):
             if s not in extra:
@@ -290,6 +285,6 @@ class HRNetBackbone(BaseLayer):
         config = super().get_config()
         config.update(
             extra=self.extra, in_channels=self.in_channels,
-            stem_channels=self.stem_channels, data_format=self._data_format_arg,
+            stem_channels=self.stem_channels,
         )
         return config

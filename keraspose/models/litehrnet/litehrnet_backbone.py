@@ -218,10 +218,8 @@ class _LiteLayer(BaseLayer):
     """Shared constructor bits: BatchNorm or folded convs, and the layout."""
 
     def __init__(self, norm=True, data_format=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         self.norm = bool(norm)
-        self._data_format_arg = data_format
-        self.data_format = backend.resolve_data_format(data_format)
 
     def build(self, input_shape=None):
         # Sublayers build themselves on the first call. Without this, Keras
@@ -243,7 +241,7 @@ class _LiteLayer(BaseLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(norm=self.norm, data_format=self._data_format_arg)
+        config.update(norm=self.norm)
         return config
 
 

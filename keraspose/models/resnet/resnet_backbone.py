@@ -41,14 +41,12 @@ class ResNetBackbone(BaseLayer):
         self, depth=50, in_channels=3, stem_channels=64, base_channels=64,
         out_indices=(3,), data_format=None, **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         if depth not in RESNET_DEPTHS:
             raise ValueError(f"ResNetBackbone: depth must be one of {sorted(RESNET_DEPTHS)}, got {depth}")
         self.depth, self.in_channels = depth, in_channels
         self.stem_channels, self.base_channels = stem_channels, base_channels
         self.out_indices = tuple(out_indices)
-        self._data_format_arg = data_format
-        self.data_format = backend.resolve_data_format(data_format)
         block, counts = RESNET_DEPTHS[depth]
         self.conv1 = ConvBN(stem_channels, 7, 2, activation="relu", data_format=data_format, name="conv1")
         self.stages = []
@@ -84,6 +82,5 @@ class ResNetBackbone(BaseLayer):
         config.update(
             depth=self.depth, in_channels=self.in_channels, stem_channels=self.stem_channels,
             base_channels=self.base_channels, out_indices=list(self.out_indices),
-            data_format=self._data_format_arg,
         )
         return config
