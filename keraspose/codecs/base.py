@@ -11,6 +11,19 @@ of head: heatmaps, normalised coordinates, SimCC vectors, ...
 * ``batch_decode(outputs)`` does the same for a batch, vectorised where the
   codec allows it.
 
+Network outputs and training targets are *named* arrays: a codec lists the
+names of the outputs it decodes (``output_names``: ``("heatmaps",)``,
+``("simcc_x", "simcc_y")``, ``("coordinates",)``) and of the targets its
+``encode`` makes for the loss (``target_names``), and ``decode`` /
+``batch_decode`` accept a ``{name: array}`` dict as well as the bare array of
+a one-output codec. A codec also declares what the data side must do for it:
+
+* ``use_udp``: crops (training and inference) use UDP's pixel-centre-aligned
+  warp (:func:`~keraspose.transforms.get_udp_warp_matrix`);
+* ``flip_shift``: the default of the flip test's one-pixel shift of flipped
+  heatmaps (``True`` for MSRA heatmaps, ``False`` where the encoding is
+  already unbiased).
+
 Codecs are plain numpy objects, but they are registered with Keras so that a
 model can keep its codec in its config and survive ``model.save()``.
 """
@@ -25,6 +38,47 @@ import numpy as np
 class KeypointCodec:
     """Abstract codec. Subclasses implement ``encode``/``decode`` and list
     their constructor arguments in ``get_config``."""
+
+    #: names of the network outputs ``decode`` reads, in order.
+    output_names: tuple = ("heatmaps",)
+    #: names of the ``encode`` outputs that are training targets (besides ``keypoint_weights``).
+    target_names: tuple = ("heatmaps",)
+    #: crops must use UDP's warp.
+    use_udp: bool = False
+    #: default of the flip test's heatmap shift.
+    flip_shift: bool = False
+
+    def named_outputs(self, outputs, *more) -> dict:
+        """``{name: array}`` from a dict, one array (one-output codecs) or positional arrays."""
+        if isinstance(outputs, dict):
+            missing = [n for n in self.output_names if n not in outputs]
+            if missing:
+                raise ValueError(
+                    f"{type(self).__name__}.decode: the outputs lack {missing}; "
+                    f"got {sorted(outputs)}, expected {list(self.output_names)}"
+                )
+            return {n: np.asarray(outputs[n]) for n in self.output_names}
+        arrays = (outputs,) + more
+        if len(arrays) != len(self.output_names):
+            raise ValueError(
+                f"{type(self).__name__}.decode expects {len(self.output_names)} output(s) "
+                f"{list(self.output_names)} (or a dict of them), got {len(arrays)}"
+            )
+        return {n: np.asarray(a) for n, a in zip(self.output_names, arrays)}
+
+    def batch_targets(self, encoded_samples) -> dict:
+        """Collate the ``encode`` results of single-instance samples into batched targets.
+
+        Returns ``{name: (B, ...)}`` for every ``target_names`` entry plus
+        ``keypoint_weights (B, K)``, in the layout the head's outputs have.
+        The default concatenates the instance axis; heatmap codecs stack and
+        move the channel axis last (the networks' channels-last output).
+        """
+        batch = {n: np.concatenate([np.asarray(e[n], np.float32) for e in encoded_samples]) for n in self.target_names}
+        batch["keypoint_weights"] = np.stack(
+            [np.asarray(e["keypoint_weights"], np.float32).reshape(-1) for e in encoded_samples]
+        )
+        return batch
 
     def encode(self, keypoints: np.ndarray, keypoints_visible: np.ndarray | None = None) -> dict:
         raise NotImplementedError

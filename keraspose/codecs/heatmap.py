@@ -24,6 +24,28 @@ from keraspose.codecs import _heatmap_ops as ops
 from keraspose.codecs.base import KeypointCodec, _pair
 
 
+class _HeatmapCodec(KeypointCodec):
+    """What both heatmap codecs share: named outputs/targets and their batching."""
+
+    output_names = ("heatmaps",)
+    target_names = ("heatmaps",)
+    flip_mode = "heatmap"  # how the flip test un-flips the heatmaps (flip_heatmaps)
+
+    def decode(self, encoded):
+        """Heatmaps ``(C, H, W)`` (or ``{"heatmaps": ...}``) -> keypoints ``(1, K, 2)``, scores ``(1, K)``."""
+        if isinstance(encoded, dict):
+            encoded = self.named_outputs(encoded)["heatmaps"]
+        return self.batch_decode(np.asarray(encoded)[None])
+
+    def batch_targets(self, encoded_samples):
+        # (K, h, w) per sample -> (B, h, w, K): the networks' channels-last output.
+        batch = {"heatmaps": np.stack([np.transpose(e["heatmaps"], (1, 2, 0)) for e in encoded_samples]).astype(np.float32)}
+        batch["keypoint_weights"] = np.stack(
+            [np.asarray(e["keypoint_weights"], np.float32).reshape(-1) for e in encoded_samples]
+        )
+        return batch
+
+
 def _gaussian_patches(
     heatmap_size, keypoints, keypoints_visible, sigma, subpixel_center: bool
 ):
@@ -120,6 +142,8 @@ def _offset_maps(heatmap_size, keypoints, keypoints_visible, radius_factor):
 
 
 def _check_batch(heatmaps, channels=None):
+    if isinstance(heatmaps, dict):
+        heatmaps = heatmaps["heatmaps"]
     heatmaps = np.asarray(heatmaps, dtype=np.float32)
     if heatmaps.ndim != 4:
         raise ValueError(f"batch_decode expects (B, K, H, W) heatmaps, got shape {heatmaps.shape}")
@@ -127,7 +151,7 @@ def _check_batch(heatmaps, channels=None):
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
-class MSRAHeatmap(KeypointCodec):
+class MSRAHeatmap(_HeatmapCodec):
     """Gaussian heatmaps of SimpleBaseline/HRNet, optionally with DARK.
 
     Args:
@@ -149,6 +173,8 @@ class MSRAHeatmap(KeypointCodec):
         >>> kpts.round(1).tolist(), scores.tolist()
         ([[[100.0, 80.0]]], [[1.0]])
     """
+
+    flip_shift = True  # MMPose's shift_heatmap=True for MSRA models
 
     def __init__(self, input_size, heatmap_size, sigma, unbiased=False, blur_kernel_size=11):
         self.input_size = _pair(input_size, "input_size")
@@ -183,11 +209,6 @@ class MSRAHeatmap(KeypointCodec):
             )
         return {"heatmaps": hm, "keypoint_weights": kw}
 
-    def decode(self, encoded):
-        """Heatmaps ``(K, H, W)`` -> keypoints ``(1, K, 2)`` in input space and
-        scores ``(1, K)`` (the heatmap maxima)."""
-        return self.batch_decode(np.asarray(encoded)[None])
-
     def batch_decode(self, batch):
         """Heatmaps ``(B, K, H, W)`` -> keypoints ``(B, K, 2)``, scores ``(B, K)``."""
         heatmaps = _check_batch(batch)
@@ -200,7 +221,7 @@ class MSRAHeatmap(KeypointCodec):
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
-class UDPHeatmap(KeypointCodec):
+class UDPHeatmap(_HeatmapCodec):
     """Heatmaps with Unbiased Data Processing (use with ``TopdownAffine(use_udp=True)``).
 
     Args:
@@ -229,6 +250,9 @@ class UDPHeatmap(KeypointCodec):
         ``x / (input_size - 1)`` pixels (about half a pixel at the far edge).
     """
 
+    use_udp = True  # crops use UDP's warp, in training and at inference
+    flip_shift = False  # UDP's encoding is unbiased: flipped heatmaps need no shift
+
     def __init__(
         self,
         input_size,
@@ -249,6 +273,11 @@ class UDPHeatmap(KeypointCodec):
         self.scale_factor = (
             (np.array(self.input_size) - 1) / (np.array(self.heatmap_size) - 1)
         ).astype(np.float32)
+
+    @property
+    def flip_mode(self):
+        # 'combined' maps hold a disc and x/y offsets: the x offsets change sign.
+        return "udp_combined" if self.heatmap_type == "combined" else "heatmap"
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -272,10 +301,6 @@ class UDPHeatmap(KeypointCodec):
         else:
             hm, kw = _offset_maps(self.heatmap_size, scaled, keypoints_visible, self.radius_factor)
         return {"heatmaps": hm, "keypoint_weights": kw}
-
-    def decode(self, encoded):
-        """Heatmaps ``(C, H, W)`` -> keypoints ``(1, K, 2)``, scores ``(1, K)``."""
-        return self.batch_decode(np.asarray(encoded)[None])
 
     def batch_decode(self, batch):
         """Heatmaps ``(B, C, H, W)`` -> keypoints ``(B, K, 2)``, scores ``(B, K)``."""

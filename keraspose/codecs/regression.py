@@ -30,6 +30,9 @@ class RegressionLabel(KeypointCodec):
         [[[96.0, 64.0]]]
     """
 
+    output_names = ("coordinates",)
+    target_names = ("keypoint_labels",)
+
     def __init__(self, input_size):
         self.input_size = _pair(input_size, "input_size")
 
@@ -47,8 +50,8 @@ class RegressionLabel(KeypointCodec):
         }
 
     def decode(self, encoded):
-        """``(N, K, 2)`` or ``(N, K, 4)`` -> keypoints ``(N, K, 2)``, scores ``(N, K)``."""
-        encoded = np.asarray(encoded)
+        """``(N, K, 2)`` or ``(N, K, 4)`` (or ``{"coordinates": ...}``) -> keypoints ``(N, K, 2)``, scores ``(N, K)``."""
+        encoded = self.named_outputs(encoded)["coordinates"]
         if encoded.shape[-1] == 2:
             coords = encoded
             scores = np.ones(encoded.shape[:-1], dtype=np.float32)
@@ -133,9 +136,19 @@ class SimCCLabel(KeypointCodec):
         >>> enc = codec.encode(np.array([[[100.0, 80.0]]]))
         >>> enc["keypoint_x_labels"].shape, enc["keypoint_y_labels"].shape
         ((1, 1, 384), (1, 1, 512))
-        >>> codec.decode(enc["keypoint_x_labels"], enc["keypoint_y_labels"])[0].tolist()
+        >>> codec.decode({"simcc_x": enc["keypoint_x_labels"], "simcc_y": enc["keypoint_y_labels"]})[0].tolist()
         [[[100.0, 80.0]]]
+
+    Scores: the decoded score of a keypoint is the smaller of its two axis
+    maxima of the *raw* SimCC logits (MMPose's choice). They are not
+    probabilities: they are unbounded (often above 1 for confident points,
+    around 0 for invisible ones) and their scale depends on the model, so
+    pick thresholds per model on validation data (MMPose's demos use 0.3).
+    A keypoint whose score is <= 0 is placed at -1 (not found).
     """
+
+    output_names = ("simcc_x", "simcc_y")
+    target_names = ("keypoint_x_labels", "keypoint_y_labels")
 
     def __init__(
         self,
@@ -227,11 +240,12 @@ class SimCCLabel(KeypointCodec):
             target_y /= norm[1]
         return {"keypoint_x_labels": target_x, "keypoint_y_labels": target_y, "keypoint_weights": weights}
 
-    def decode(self, simcc_x, simcc_y):
-        """``(N, K, Wx)``/``(N, K, Wy)`` (or without N) -> keypoints
-        ``(N, K, 2)`` in input space and scores ``(N, K)``."""
-        simcc_x = np.asarray(simcc_x)
-        simcc_y = np.asarray(simcc_y)
+    def decode(self, outputs, simcc_y=None):
+        """``{"simcc_x": (N, K, Wx), "simcc_y": (N, K, Wy)}`` (or the two
+        arrays, with or without N) -> keypoints ``(N, K, 2)`` in input space
+        and scores ``(N, K)``."""
+        named = self.named_outputs(outputs) if simcc_y is None else self.named_outputs(outputs, simcc_y)
+        simcc_x, simcc_y = named["simcc_x"], named["simcc_y"]
         if simcc_x.ndim == 2:
             simcc_x, simcc_y = simcc_x[None], simcc_y[None]
         locs, scores = _simcc_argmax(simcc_x, simcc_y)
@@ -250,6 +264,6 @@ class SimCCLabel(KeypointCodec):
             return keypoints, (scores, visibility)
         return keypoints, scores
 
-    def batch_decode(self, simcc_x, simcc_y):
+    def batch_decode(self, outputs, simcc_y=None):
         # decode() already handles any leading instance/batch axis.
-        return self.decode(simcc_x, simcc_y)
+        return self.decode(outputs, simcc_y)

@@ -4,7 +4,8 @@ MMPose's test loop, without its runner: every sample of the dataset (one
 person box: an annotated person, or a detection from a ``bbox_file``) is
 cropped as in MMPose's validation pipeline (``GetBBoxCenterScale`` with
 padding 1.25, aspect ratio fixed, affine warp), sent through the network
-(with the model's flip test), decoded by the head's codec, mapped back to
+(with the model's flip test), decoded by the head's codec (one path with
+``TopdownEstimator.predict``: ``predict_crops``), mapped back to
 image pixels and handed to :class:`~keraspose.evaluation.CocoMetric` with
 the sample's annotation id, box score and ``prod(bbox_scale)`` as the
 OKS-NMS area, which is what MMPose's ``CocoMetric`` receives.
@@ -42,7 +43,7 @@ def predict_dataset(model, dataset, batch_size: int = 32, flip_test: Optional[bo
     run of consecutive samples on the same image (datasets list the people of
     an image together).
     """
-    from keraspose.models.topdown_estimator import crop_to_image, load_image  # lazily: imports Keras
+    from keraspose.models.topdown_estimator import load_image  # lazily: imports Keras
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -52,11 +53,9 @@ def predict_dataset(model, dataset, batch_size: int = 32, flip_test: Optional[bo
     cached_path, cached_image = None, None
 
     def flush():
-        inputs = model.preprocess(np.stack(crops))
-        heatmaps = model.predict_heatmaps(inputs, batch_size=batch_size, flip_test=flip_test)
-        keypoints, scores = model.head.decode(heatmaps)
         c, s = np.stack(centers), np.stack(scales)
-        keypoints = crop_to_image(keypoints, c, s, model.input_size)
+        # The same inference path as TopdownEstimator.predict, whatever the head.
+        keypoints, scores = model.predict_crops(np.stack(crops), c, s, batch_size=batch_size, flip_test=flip_test)
         out = [(sample, keypoints[i], scores[i], float(np.prod(s[i]))) for i, sample in enumerate(pending)]
         for buffer in (pending, crops, centers, scales):
             buffer.clear()

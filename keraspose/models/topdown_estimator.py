@@ -3,14 +3,20 @@
 A top-down estimator looks at one person at a time: each person box is
 enlarged (padding 1.25), fixed to the network's aspect ratio, cropped out of
 the image with an affine warp, normalised, and sent through
-backbone -> (neck) -> head. The head's heatmaps are decoded by its codec into
+backbone -> (neck) -> head. The head's outputs are decoded by its codec into
 keypoints in crop pixels, which are mapped back into the image.
+
+The estimator does not know what its head predicts: the head
+(:class:`~keraspose.models.heads.base.PoseHead`) owns its outputs, loss,
+accuracy, flip-test merge and decoding, and the codec says how crops are
+warped (UDP or not) and what the flip test's default shift is.
 
 Two ways to call it:
 
 * ``estimator(x)``: ``x`` is a batch of already-normalised crops,
-  channels-last ``(B, H, W, 3)``; returns the raw heatmaps ``(B, h, w, K)``
-  (MMPose's "tensor" mode). This is what training uses.
+  channels-last ``(B, H, W, 3)``; returns the head's raw outputs (MMPose's
+  "tensor" mode): heatmaps ``(B, h, w, K)`` for a heatmap head,
+  ``{"simcc_x", "simcc_y"}`` for RTMPose. This is what training uses.
 * ``estimator.predict(images, bboxes=None)``: the whole inference, from
   images (file paths or RGB uint8 arrays) and person boxes to keypoints in
   image pixels, batched across every person of every image.
@@ -27,7 +33,8 @@ from keraspose import backend
 from keraspose.losses import PoseAccuracy
 from keraspose.metainfo import DatasetMetainfo, load_metainfo
 from keraspose.presets import PresetMixin
-from keraspose.transforms import bbox_xyxy2cs, fix_aspect_ratio, flip_heatmaps, get_warp_matrix
+from keraspose.models.heads.base import concatenate_outputs
+from keraspose.transforms import bbox_xyxy2cs, fix_aspect_ratio, get_udp_warp_matrix, get_warp_matrix
 
 
 @dataclasses.dataclass
@@ -134,7 +141,10 @@ class TopdownEstimator(keras.Model, PresetMixin):
         mean, std: per-channel normalisation in ``channel_order``.
         channel_order: the channel order the network was trained on
             (``"rgb"`` for MMPose configs with ``bgr_to_rgb=True``).
-        flip_test, flip_mode, shift_heatmap: test-time flip (MMPose's test_cfg).
+        flip_test, flip_mode, shift_heatmap: test-time flip (MMPose's
+            test_cfg); ``None`` takes the head's and codec's default
+            (MSRA heatmaps: ``"heatmap"`` with the shift; UDP: no shift;
+            SimCC heads: no flip_mode).
         bbox_padding: box enlargement before cropping (GetBBoxCenterScale).
 
     Example:
@@ -158,8 +168,8 @@ class TopdownEstimator(keras.Model, PresetMixin):
         std=(58.395, 57.12, 57.375),
         channel_order="rgb",
         flip_test=True,
-        flip_mode="heatmap",
-        shift_heatmap=True,
+        flip_mode=None,
+        shift_heatmap=None,
         bbox_padding=1.25,
         **kwargs,
     ):
@@ -175,10 +185,7 @@ class TopdownEstimator(keras.Model, PresetMixin):
             raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
         self.channel_order = channel_order
         self.flip_test = bool(flip_test)
-        if flip_mode != "heatmap":
-            raise ValueError(f"flip_mode {flip_mode!r} is not supported by a heatmap head; use 'heatmap'")
-        self.flip_mode = flip_mode
-        self.shift_heatmap = bool(shift_heatmap)
+        self.flip_mode, self.shift_heatmap = head.resolve_test_cfg(flip_mode, shift_heatmap)
         self.bbox_padding = float(bbox_padding)
         if getattr(head, "out_channels", None) not in (None, self.metainfo.num_keypoints):
             raise ValueError(
@@ -188,24 +195,22 @@ class TopdownEstimator(keras.Model, PresetMixin):
         codec = getattr(head, "codec", None)
         if codec is not None and tuple(codec.input_size) != self.input_size:
             raise ValueError(
-                f"input_size {self.input_size} differs from the codec's input_size {tuple(codec.input_size)}"
+                f"input_size {self.input_size} differs from the input_size {tuple(codec.input_size)} of "
+                f"the head's codec {type(codec).__name__}; build both for the same (width, height)"
             )
         self.data_format = backbone.data_format
         self.pose_accuracy = PoseAccuracy(name="acc_pose")
 
     # -- the network ------------------------------------------------------
     def call(self, inputs, training=None):
-        """Normalised crops ``(B, H, W, 3)`` -> heatmaps ``(B, h, w, K)``."""
+        """Normalised crops ``(B, H, W, 3)`` -> the head's outputs (heatmaps ``(B, h, w, K)``, ...)."""
         x = inputs
         if self.data_format == "channels_first":
             x = backend.to_channels_first(x)
         feats = self.backbone(x, training=training)
         if self.neck is not None:
             feats = self.neck(feats, training=training)
-        heatmaps = self.head(feats, training=training)
-        if self.data_format == "channels_first":
-            heatmaps = backend.to_channels_last(heatmaps)
-        return heatmaps
+        return self.head.network_outputs(feats, training=training)
 
     def build(self, input_shape=None):
         # Running a forward pass creates every variable with its real shape.
@@ -252,20 +257,19 @@ class TopdownEstimator(keras.Model, PresetMixin):
         )
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Route the loss through the head. ``y`` is ``{"heatmaps", "keypoint_weights"}``."""
-        if not isinstance(y, dict) or "heatmaps" not in y:
+        """Route the loss through the head. ``y`` holds the head codec's named targets
+        (``{"heatmaps", "keypoint_weights"}`` for a heatmap head), as
+        ``keraspose.training.TopdownPyDataset`` yields them."""
+        names = self.head.target_names()
+        if not isinstance(y, dict) or any(n not in y for n in names if n != "keypoint_weights"):
+            got = sorted(y) if isinstance(y, dict) else type(y).__name__
             raise ValueError(
-                "TopdownEstimator expects targets y = {'heatmaps': (B, h, w, K), 'keypoint_weights': (B, K)}, "
-                "as keraspose.training.TopdownPyDataset yields"
+                f"TopdownEstimator expects targets y = a dict with {list(names)} (the "
+                f"{type(self.head).__name__}'s codec's targets), as keraspose.training.TopdownPyDataset "
+                f"yields; got {got}"
             )
-        # train_on_batch hands numpy targets over unconverted on some backends.
-        target = keras.ops.convert_to_tensor(y["heatmaps"], dtype=y_pred.dtype)
-        weights = y.get("keypoint_weights")
-        if weights is None:
-            weights = keras.ops.ones(keras.ops.shape(target)[:1] + keras.ops.shape(target)[-1:])
-        weights = keras.ops.convert_to_tensor(weights, dtype=y_pred.dtype)
-        loss = self.head.compute_loss(y_pred, target, weights)
-        self.pose_accuracy.update_state(target, y_pred, weights)
+        loss = self.head.compute_loss(y_pred, y)
+        self.pose_accuracy.add_batch_accuracy(self.head.accuracy(y_pred, y, self.pose_accuracy.thr))
         for extra in self.losses:  # regularisers, if any layer adds them
             loss = loss + extra
         return loss
@@ -278,47 +282,77 @@ class TopdownEstimator(keras.Model, PresetMixin):
             x = x[..., ::-1]
         return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
 
+    @property
+    def use_udp(self):
+        """Whether crops use UDP's warp (the head's codec says so)."""
+        return bool(getattr(getattr(self.head, "codec", None), "use_udp", False))
+
     def crop_people(self, image, bboxes):
-        """Affine-warped RGB crops, centers and scales for the boxes of one image."""
+        """Affine-warped RGB crops, centers and scales for the boxes of one image.
+
+        The warp is UDP's when the head's codec asks for it (``codec.use_udp``).
+        """
         w, h = self.input_size
         crops = np.empty((len(bboxes), h, w, 3), np.uint8)
         centers = np.empty((len(bboxes), 2), np.float32)
         scales = np.empty((len(bboxes), 2), np.float32)
+        warp_matrix = get_udp_warp_matrix if self.use_udp else get_warp_matrix
         for i, box in enumerate(bboxes):
             center, scale = bbox_xyxy2cs(box[None], padding=self.bbox_padding)
             scale = fix_aspect_ratio(scale, aspect_ratio=w / h)
             centers[i], scales[i] = center[0], scale[0]
-            warp = get_warp_matrix(centers[i], scales[i], 0.0, output_size=(w, h))
+            warp = warp_matrix(centers[i], scales[i], 0.0, output_size=(w, h))
             crops[i] = cv2.warpAffine(image, warp, (w, h), flags=cv2.INTER_LINEAR)
         return crops, centers, scales
 
     # -- inference --------------------------------------------------------
-    def predict_heatmaps(self, inputs, batch_size=32, flip_test=None):
-        """Normalised crops (numpy NHWC) -> heatmaps (numpy ``(B, K, h, w)``), with flip test."""
+    def predict_outputs(self, inputs, batch_size=32, flip_test=None):
+        """Normalised crops (numpy NHWC) -> the head's outputs in its codec's layout
+        (numpy; heatmaps ``(B, K, h, w)``, SimCC ``{"simcc_x", "simcc_y"}``), flip test merged."""
         flip_test = self.flip_test if flip_test is None else flip_test
         outputs = []
         for start in range(0, len(inputs), batch_size):
             batch = inputs[start : start + batch_size]
-            heatmaps = self._forward(batch)
+            out = self._forward(batch)
             if flip_test:
                 flipped = self._forward(np.ascontiguousarray(batch[:, :, ::-1]))
-                flipped = flip_heatmaps(
-                    flipped, self.metainfo.flip_indices, flip_mode=self.flip_mode,
+                out = self.head.merge_flip(
+                    out, flipped, self.metainfo.flip_indices, flip_mode=self.flip_mode,
                     shift_heatmap=self.shift_heatmap,
                 )
-                heatmaps = (heatmaps + flipped) * 0.5
-            outputs.append(heatmaps)
+            outputs.append(out)
         if not outputs:
-            codec = getattr(self.head, "codec", None)
-            w, h = codec.heatmap_size if codec is not None else (self.input_size[0] // 4, self.input_size[1] // 4)
-            return np.zeros((0, self.metainfo.num_keypoints, h, w), np.float32)
-        return np.concatenate(outputs)
+            return self.head.empty_outputs()
+        return concatenate_outputs(outputs)
+
+    def predict_heatmaps(self, inputs, batch_size=32, flip_test=None):
+        """:meth:`predict_outputs` under its old name (heatmap heads: ``(B, K, h, w)``)."""
+        return self.predict_outputs(inputs, batch_size=batch_size, flip_test=flip_test)
 
     def _forward(self, batch):
         if not self.built:
             self.build()
         out = keras.Model.predict_on_batch(self, batch)
-        return np.ascontiguousarray(np.transpose(keras.ops.convert_to_numpy(out), (0, 3, 1, 2)))
+        if isinstance(out, dict):
+            out = {k: np.asarray(keras.ops.convert_to_numpy(v)) for k, v in out.items()}
+        else:
+            out = np.asarray(keras.ops.convert_to_numpy(out))
+        return self.head.to_codec_layout(out)
+
+    def predict_crops(self, crops_rgb, centers, scales, batch_size=32, flip_test=None):
+        """Keypoints ``(N, K, 2)`` in image pixels and scores ``(N, K)`` of RGB uint8 crops.
+
+        The one inference path behind :meth:`predict`, ``evaluate_topdown``
+        and the CLI: preprocess, network (with the flip test), the head's
+        decoding, crop -> image coordinates.
+        """
+        k = self.metainfo.num_keypoints
+        if len(crops_rgb) == 0:
+            return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
+        outputs = self.predict_outputs(self.preprocess(crops_rgb), batch_size=batch_size, flip_test=flip_test)
+        keypoints, scores = self.head.decode(outputs)
+        keypoints = crop_to_image(keypoints, np.asarray(centers), np.asarray(scales), self.input_size)
+        return keypoints.astype(np.float32), np.asarray(scores, np.float32)
 
     def predict(self, images, bboxes=None, batch_size=32, flip_test=None):
         """Whole top-down inference: images and person boxes -> keypoints in image pixels.
@@ -363,13 +397,13 @@ class TopdownEstimator(keras.Model, PresetMixin):
                 centers.append(ctr)
                 scales.append(scl)
                 owners += [idx] * len(boxes)
-        k = self.metainfo.num_keypoints
         if crops:
-            inputs = self.preprocess(np.concatenate(crops))
-            heatmaps = self.predict_heatmaps(inputs, batch_size=batch_size, flip_test=flip_test)
-            keypoints, scores = self.head.decode(heatmaps)
-            keypoints = crop_to_image(keypoints, np.concatenate(centers), np.concatenate(scales), self.input_size)
+            keypoints, scores = self.predict_crops(
+                np.concatenate(crops), np.concatenate(centers), np.concatenate(scales),
+                batch_size=batch_size, flip_test=flip_test,
+            )
         else:
+            k = self.metainfo.num_keypoints
             keypoints, scores = np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
         owners = np.asarray(owners, dtype=np.int64)
         results = [

@@ -3,8 +3,12 @@
 ``TopdownPyDataset`` is a ``keras.utils.PyDataset``, so it feeds ``model.fit``
 on every backend and can use worker processes (``workers=4,
 use_multiprocessing=True``). Each item is one batch:
-``x`` = normalised RGB crops ``(B, H, W, 3)`` float32 and
-``y`` = ``{"heatmaps": (B, h, w, K), "keypoint_weights": (B, K)}``.
+``x`` = normalised RGB crops ``(B, H, W, 3)`` float32 and ``y`` = the
+codec's named targets, batched by the codec (``codec.batch_targets``):
+``{"heatmaps": (B, h, w, K), "keypoint_weights": (B, K)}`` for heatmap
+codecs, ``{"keypoint_x_labels": (B, K, Wx), "keypoint_y_labels": (B, K, Wy),
+"keypoint_weights": (B, K)}`` for SimCC. The codec is the one the pipeline's
+``GenerateTarget`` encodes with.
 
 Reproducible: the order of an epoch is a permutation drawn from
 ``(seed, epoch)``, and every random transform is re-seeded from
@@ -36,7 +40,9 @@ from keraspose.transforms import (
 
 
 def train_pipeline(codec, metainfo, seed=0, photometric=False):
-    """MMPose's standard top-down training transforms for a heatmap codec.
+    """MMPose's standard top-down training transforms for ``codec`` (any kind).
+
+    The crop uses UDP's warp when the codec asks for it (``codec.use_udp``).
 
     ``photometric=True`` adds MMPose's ``PhotometricDistortion`` (brightness,
     contrast, saturation, hue, channel swap) to each crop, after the affine
@@ -48,7 +54,7 @@ def train_pipeline(codec, metainfo, seed=0, photometric=False):
         RandomFlip(prob=0.5, direction="horizontal", metainfo=metainfo, seed=seed),
         RandomHalfBody(metainfo=metainfo, seed=seed),
         RandomBBoxTransform(seed=seed),
-        TopdownAffine(input_size=codec.input_size),
+        TopdownAffine(input_size=codec.input_size, use_udp=getattr(codec, "use_udp", False)),
     ]
     if photometric:
         transforms.append(PhotometricDistortion(seed=seed))
@@ -59,12 +65,28 @@ def train_pipeline(codec, metainfo, seed=0, photometric=False):
 def val_pipeline(codec):
     """Deterministic crops and targets (no augmentation), for validation loss/accuracy."""
     return Compose(
-        [LoadImage(), GetBBoxCenterScale(padding=1.25), TopdownAffine(input_size=codec.input_size), GenerateTarget(codec)]
+        [
+            LoadImage(),
+            GetBBoxCenterScale(padding=1.25),
+            TopdownAffine(input_size=codec.input_size, use_udp=getattr(codec, "use_udp", False)),
+            GenerateTarget(codec),
+        ]
+    )
+
+
+def _pipeline_codec(pipeline):
+    """The codec of the pipeline's ``GenerateTarget`` (it decides how targets batch)."""
+    for transform in getattr(pipeline, "transforms", []):
+        if isinstance(transform, GenerateTarget):
+            return transform.encoder
+    raise ValueError(
+        "TopdownPyDataset: the pipeline has no GenerateTarget(codec) transform, so it makes no "
+        "training targets; build it with keraspose.training.train_pipeline(codec, metainfo)"
     )
 
 
 class TopdownPyDataset(keras.utils.PyDataset):
-    """Batches of augmented person crops and heatmap targets for ``model.fit``.
+    """Batches of augmented person crops and their training targets for ``model.fit``.
 
     Args:
         samples: a sequence of per-person dicts with MMPose's keys
@@ -92,6 +114,7 @@ class TopdownPyDataset(keras.utils.PyDataset):
             raise ValueError("on_missing_image must be 'raise' or 'skip'")
         self.samples = samples
         self.pipeline = pipeline
+        self.codec = _pipeline_codec(pipeline)
         self.preprocess = preprocess
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -148,7 +171,7 @@ class TopdownPyDataset(keras.utils.PyDataset):
 
     def __getitem__(self, batch_index):
         indices = self._order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
-        crops, heatmaps, weights = [], [], []
+        crops, encoded = [], []
         for offset, index in enumerate(indices):
             try:
                 results = self.load_sample(index)
@@ -163,8 +186,7 @@ class TopdownPyDataset(keras.utils.PyDataset):
                 # Keep the batch full with a deterministic stand-in sample.
                 results = self.load_sample(self._order[(batch_index * self.batch_size + offset + 1) % len(self._order)])
             crops.append(cv2.cvtColor(results["img"], cv2.COLOR_BGR2RGB))
-            heatmaps.append(np.transpose(results["heatmaps"], (1, 2, 0)))  # (K,h,w) -> (h,w,K)
-            weights.append(np.asarray(results["keypoint_weights"], np.float32).reshape(-1))
+            encoded.append(results)
         x = self.preprocess(np.stack(crops))
-        y = {"heatmaps": np.stack(heatmaps).astype(np.float32), "keypoint_weights": np.stack(weights)}
-        return x, y
+        # The codec knows its targets' names and the layout the head outputs them in.
+        return x, self.codec.batch_targets(encoded)

@@ -6,18 +6,20 @@ heatmaps into keypoints (:meth:`decode`) and training targets into heatmaps.
 """
 
 import keras
+import numpy as np
 
-from keraspose.layers.base import BaseLayer
-from keraspose.losses import KeypointMSELoss
 from keraspose import backend
 from keraspose.layers import ConvBN
+from keraspose.losses import KeypointMSELoss, heatmap_pose_accuracy
+from keraspose.models.heads.base import PoseHead
+from keraspose.transforms import flip_heatmaps
 
 # MMPose's deconvolution padding for each supported kernel size.
 _DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
-class HeatmapHead(BaseLayer):
+class HeatmapHead(PoseHead):
     """Heatmap head on the last feature map of a backbone.
 
     Args:
@@ -30,26 +32,30 @@ class HeatmapHead(BaseLayer):
         loss: the training loss (default ``KeypointMSELoss(use_target_weight=True)``).
 
     Input: a list of feature maps (the last one is used) in ``data_format``.
-    Output: heatmaps (B, K, H, W) channels-first or (B, H, W, K) channels-last.
+    Output: heatmaps (B, K, H, W) channels-first or (B, H, W, K) channels-last;
+    :meth:`network_outputs` always gives channels-last (the estimator's output).
+
+    Flip test: the heatmaps of the mirrored crop are mirrored back, their
+    left/right channels swapped and (``shift_heatmap``, MSRA's default)
+    shifted one pixel right, then averaged with the plain ones.
     """
+
+    output_names = ("heatmaps",)
+    suggested_codec = "MSRAHeatmap or UDPHeatmap"
 
     def __init__(
         self, out_channels, deconv_out_channels=None, deconv_kernel_sizes=None,
         conv_out_channels=None, conv_kernel_sizes=None, final_kernel_size=1,
         codec=None, loss=None, data_format=None, **kwargs,
     ):
-        super().__init__(**kwargs)
-        # The training loss lives with the head, as in MMPose.
-        self.loss_fn = loss if loss is not None else KeypointMSELoss(use_target_weight=True)
+        # The codec and the training loss live with the head, as in MMPose.
+        super().__init__(codec=codec, loss=loss, data_format=data_format, **kwargs)
         self.out_channels = int(out_channels)
         self.deconv_out_channels = list(deconv_out_channels or [])
         self.deconv_kernel_sizes = list(deconv_kernel_sizes or [4] * len(self.deconv_out_channels))
         self.conv_out_channels = list(conv_out_channels or [])
         self.conv_kernel_sizes = list(conv_kernel_sizes or [3] * len(self.conv_out_channels))
         self.final_kernel_size = final_kernel_size
-        self.codec = codec
-        self._data_format_arg = data_format
-        self.data_format = backend.resolve_data_format(data_format)
         if len(self.deconv_kernel_sizes) != len(self.deconv_out_channels):
             raise ValueError(
                 "HeatmapHead: deconv_out_channels and deconv_kernel_sizes must have the same "
@@ -86,18 +92,68 @@ class HeatmapHead(BaseLayer):
             x = layer(x, training=training)
         return self.final_layer(x, training=training)
 
-    def compute_loss(self, heatmaps, target, keypoint_weights):
-        """The head's training loss for channels-last heatmaps ``(B, h, w, K)``."""
-        return self.loss_fn.compute(target, heatmaps, keypoint_weights)
+    def default_loss(self):
+        return KeypointMSELoss(use_target_weight=True)
+
+    def network_outputs(self, feats, training=None):
+        """Heatmaps channels-last ``(B, h, w, K)``, whatever the layout inside."""
+        heatmaps = self(feats, training=training)
+        if self.data_format == "channels_first":
+            heatmaps = backend.to_channels_last(heatmaps)
+        return heatmaps
+
+    def resolve_test_cfg(self, flip_mode=None, shift_heatmap=None):
+        default_mode = getattr(self.codec, "flip_mode", "heatmap")
+        flip_mode = default_mode if flip_mode is None else flip_mode
+        if flip_mode not in ("heatmap", "udp_combined"):
+            raise ValueError(
+                f"flip_mode {flip_mode!r} is not supported by a heatmap head; use 'heatmap' "
+                "(or 'udp_combined' with UDPHeatmap(heatmap_type='combined'))"
+            )
+        if shift_heatmap is None:
+            shift_heatmap = getattr(self.codec, "flip_shift", True)
+        return flip_mode, bool(shift_heatmap)
+
+    def _targets(self, outputs, targets):
+        # train_on_batch hands numpy targets over unconverted on some backends.
+        target = keras.ops.convert_to_tensor(targets["heatmaps"], dtype=outputs.dtype)
+        weights = targets.get("keypoint_weights")
+        if weights is None:
+            weights = keras.ops.ones(keras.ops.shape(target)[:1] + keras.ops.shape(target)[-1:])
+        return target, keras.ops.convert_to_tensor(weights, dtype=outputs.dtype)
+
+    def compute_loss(self, outputs, targets):
+        """The training loss of channels-last heatmaps ``(B, h, w, K)`` against ``targets["heatmaps"]``."""
+        target, weights = self._targets(outputs, targets)
+        return self.loss_fn.compute(target, outputs, weights)
+
+    def accuracy(self, outputs, targets, thr=0.05):
+        """MMPose's ``acc_pose`` of one batch (PCK of the heatmap maxima)."""
+        target, weights = self._targets(outputs, targets)
+        return heatmap_pose_accuracy(target, outputs, weights, thr)
+
+    def to_codec_layout(self, outputs):
+        """Channels-last numpy heatmaps -> ``(B, K, h, w)``, MMPose's layout the codecs use."""
+        return np.ascontiguousarray(np.transpose(outputs, (0, 3, 1, 2)))
+
+    def merge_flip(self, outputs, flipped, flip_indices, flip_mode="heatmap", shift_heatmap=True):
+        """Average ``(B, K, h, w)`` heatmaps with those of the mirrored crops, mirrored back."""
+        flipped = flip_heatmaps(flipped, flip_indices, flip_mode=flip_mode, shift_heatmap=shift_heatmap)
+        return (outputs + flipped) * 0.5
+
+    def empty_outputs(self):
+        if self.codec is not None and hasattr(self.codec, "heatmap_size"):
+            w, h = self.codec.heatmap_size
+        else:
+            w, h = 1, 1
+        return np.zeros((0, self.out_channels, h, w), np.float32)
 
     def decode(self, heatmaps):
         """Keypoints ``(B, K, 2)`` in input-image pixels and scores ``(B, K)``.
 
         ``heatmaps``: numpy ``(B, K, H, W)`` (MMPose's layout, which the codec uses).
         """
-        if self.codec is None:
-            raise ValueError("HeatmapHead.decode: this head has no codec; pass codec=... when building it")
-        return self.codec.batch_decode(heatmaps)
+        return super().decode(heatmaps)
 
     def checkpoint_keys(self, prefix="head"):
         """(layer, conv key, bn key) in MMPose's names; ReLUs take indices too."""
@@ -118,16 +174,5 @@ class HeatmapHead(BaseLayer):
             conv_out_channels=self.conv_out_channels,
             conv_kernel_sizes=self.conv_kernel_sizes,
             final_kernel_size=self.final_kernel_size,
-            codec=keras.saving.serialize_keras_object(self.codec) if self.codec is not None else None,
-            loss=keras.saving.serialize_keras_object(self.loss_fn),
-            data_format=self._data_format_arg,
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("codec", "loss"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
