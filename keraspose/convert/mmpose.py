@@ -19,11 +19,13 @@ import warnings
 
 import numpy as np
 
-from keraspose.codecs import MSRAHeatmap
+from keraspose.codecs import MSRAHeatmap, SimCCLabel, UDPHeatmap
 from keraspose.convert.checkpoints import ConversionError  # one error class for every converter
+from keraspose.models.cspnext import CSPNeXtBackbone
 from keraspose.models.heads import HeatmapHead
 from keraspose.models.hrnet import HRNetBackbone
 from keraspose.models.resnet import ResNetBackbone
+from keraspose.models.rtmpose import RTMCCHead
 from keraspose.models.topdown_estimator import TopdownEstimator
 
 # BatchNorm buffers/parameters -> ConvBN variable names.
@@ -69,7 +71,20 @@ def _build_codec(cfg):
             sigma=cfg["sigma"], unbiased=cfg.get("unbiased", False),
             blur_kernel_size=cfg.get("blur_kernel_size", 11),
         )
-    raise ConversionError(f"codec {kind!r} is not supported yet (supported: MSRAHeatmap)")
+    if kind == "UDPHeatmap":
+        return UDPHeatmap(
+            input_size=tuple(cfg["input_size"]), heatmap_size=tuple(cfg["heatmap_size"]),
+            heatmap_type=cfg.get("heatmap_type", "gaussian"), sigma=cfg.get("sigma", 2.0),
+            radius_factor=cfg.get("radius_factor", 0.0546875), blur_kernel_size=cfg.get("blur_kernel_size", 11),
+        )
+    if kind == "SimCCLabel":
+        known = {"type", "input_size", "smoothing_type", "sigma", "simcc_split_ratio", "label_smooth_weight",
+                 "normalize", "use_dark", "decode_visibility", "decode_beta"}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ConversionError(f"SimCCLabel options {unknown} are not supported")
+        return SimCCLabel(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k != "type"})
+    raise ConversionError(f"codec {kind!r} is not supported yet (supported: MSRAHeatmap, UDPHeatmap, SimCCLabel)")
 
 
 def _build_backbone(cfg):
@@ -87,13 +102,42 @@ def _build_backbone(cfg):
             stem_channels=cfg.get("stem_channels", 64), base_channels=cfg.get("base_channels", 64),
             out_indices=out_indices, name="backbone",
         )
-    raise ConversionError(f"backbone {kind!r} is not supported yet (supported: HRNet, ResNet)")
+    if kind in ("CSPNeXt", "mmdet.CSPNeXt"):
+        norm = cfg.get("norm_cfg") or {"type": "BN"}
+        act = cfg.get("act_cfg") or {"type": "SiLU"}
+        if norm.get("type") not in ("BN", "SyncBN", "BN2d") or act.get("type") not in ("SiLU", "Swish"):
+            raise ConversionError(f"CSPNeXt with norm {norm} / act {act} is not supported (BN or SyncBN, SiLU)")
+        out_indices = cfg.get("out_indices", (2, 3, 4))
+        if isinstance(out_indices, int):
+            out_indices = (out_indices,)
+        return CSPNeXtBackbone(
+            arch=cfg.get("arch", "P5"), deepen_factor=cfg.get("deepen_factor", 1.0),
+            widen_factor=cfg.get("widen_factor", 1.0), out_indices=tuple(out_indices),
+            use_depthwise=cfg.get("use_depthwise", False), expand_ratio=cfg.get("expand_ratio", 0.5),
+            channel_attention=cfg.get("channel_attention", True),
+            spp_kernel_sizes=tuple(cfg.get("spp_kernal_sizes", cfg.get("spp_kernel_sizes", (5, 9, 13)))),
+            epsilon=float(norm.get("eps", 1e-5)), momentum=float(norm.get("momentum", 0.1)), name="backbone",
+        )
+    raise ConversionError(f"backbone {kind!r} is not supported yet (supported: HRNet, ResNet, CSPNeXt)")
+
+
+def _build_rtmcc_head(cfg):
+    codec_cfg = cfg.get("decoder") or cfg.get("encoder")
+    return RTMCCHead(
+        out_channels=cfg["out_channels"], input_size=tuple(cfg["input_size"]),
+        in_featuremap_size=tuple(cfg["in_featuremap_size"]), simcc_split_ratio=cfg.get("simcc_split_ratio", 2.0),
+        final_layer_kernel_size=cfg.get("final_layer_kernel_size", 1), gau_cfg=cfg.get("gau_cfg"),
+        codec=_build_codec(codec_cfg) if codec_cfg else None, loss=_build_loss(cfg.get("loss"), "KLDiscretLoss"),
+        name="head",
+    )
 
 
 def _build_head(cfg):
     kind = cfg.get("type")
+    if kind == "RTMCCHead":
+        return _build_rtmcc_head(cfg)
     if kind != "HeatmapHead":
-        raise ConversionError(f"head {kind!r} is not supported yet (supported: HeatmapHead)")
+        raise ConversionError(f"head {kind!r} is not supported yet (supported: HeatmapHead, RTMCCHead)")
     codec_cfg = cfg.get("decoder") or cfg.get("encoder")
     final = cfg.get("final_layer", {"kernel_size": 1})
     if final is None:
@@ -114,14 +158,19 @@ def _build_head(cfg):
     )
 
 
-def _build_loss(cfg):
-    """The head's training loss; only KeypointMSELoss exists here so far."""
-    from keraspose.losses import KeypointMSELoss
+def _build_loss(cfg, default="KeypointMSELoss"):
+    """The head's training loss: KeypointMSELoss or KLDiscretLoss."""
+    from keraspose.losses import KeypointMSELoss, KLDiscretLoss
 
-    if cfg is None:  # MMPose's HeatmapHead default
-        return KeypointMSELoss(use_target_weight=True)
+    if cfg is None:  # MMPose's head defaults
+        return KeypointMSELoss(use_target_weight=True) if default == "KeypointMSELoss" else KLDiscretLoss()
     cfg = dict(cfg)
     kind = cfg.pop("type", None)
+    if kind == "KLDiscretLoss":
+        unknown = sorted(set(cfg) - {"beta", "label_softmax", "label_beta", "use_target_weight", "mask", "mask_weight"})
+        if unknown:
+            raise ConversionError(f"KLDiscretLoss options {unknown} are not supported")
+        return KLDiscretLoss(**cfg)
     if kind != "KeypointMSELoss":
         # Inference does not need the loss: convert, but say what fine-tuning would use.
         warnings.warn(
@@ -152,6 +201,9 @@ def build_from_mmpose_config(config, metainfo=None):
     pre = cfg.get("data_preprocessor", {})
     test_cfg = cfg.get("test_cfg", {}) or {}
     codec = head.codec
+    # MMPose's test_cfg defaults: flip_mode 'heatmap' and no shift for heatmap
+    # heads; SimCC heads have neither.
+    is_heatmap = isinstance(head, HeatmapHead)
     model = TopdownEstimator(
         backbone=_build_backbone(cfg["backbone"]),
         head=head,
@@ -163,8 +215,8 @@ def build_from_mmpose_config(config, metainfo=None):
         # normalising, so the network (and mean/std) is in RGB order.
         channel_order="rgb" if pre.get("bgr_to_rgb", False) else "bgr",
         flip_test=test_cfg.get("flip_test", False),
-        flip_mode=test_cfg.get("flip_mode", "heatmap"),
-        shift_heatmap=test_cfg.get("shift_heatmap", False),
+        flip_mode=test_cfg.get("flip_mode", "heatmap") if is_heatmap else test_cfg.get("flip_mode"),
+        shift_heatmap=test_cfg.get("shift_heatmap", False) if is_heatmap else test_cfg.get("shift_heatmap"),
     )
     model.build()
     return model
@@ -173,10 +225,15 @@ def build_from_mmpose_config(config, metainfo=None):
 def checkpoint_mapping(model):
     """``{mmpose key: (keras variable, kind)}`` for every tensor a checkpoint holds.
 
-    ``kind`` is ``"conv"`` (OIHW -> HWIO transpose), ``"vector"`` or
-    ``"counter"`` (``num_batches_tracked``, which has no Keras counterpart).
+    ``kind`` is ``"conv"`` (OIHW -> HWIO transpose), ``"linear"`` ((out, in)
+    -> (in, out)), ``"vector"`` or ``"counter"`` (``num_batches_tracked``,
+    which has no Keras counterpart).
     """
     mapping = {}
+    for part, prefix in ((model.backbone, "backbone"), (model.head, "head")):
+        if hasattr(part, "checkpoint_tensors"):  # linear layers and loose parameters (RTMCCHead)
+            for key, variable, kind in part.checkpoint_tensors(prefix):
+                mapping[key] = (variable, kind)
     entries = list(model.backbone.checkpoint_keys("backbone")) + list(model.head.checkpoint_keys("head"))
     for layer, conv_key, bn_key in entries:
         mapping[f"{conv_key}.weight"] = (layer.kernel, "conv")
@@ -195,6 +252,8 @@ def _expected_shape(variable, kind):
     shape = tuple(variable.shape)
     if kind == "conv":  # Keras (kh, kw, a, b) <- PyTorch (b, a, kh, kw)
         return (shape[3], shape[2], shape[0], shape[1])
+    if kind == "linear":  # Keras Dense (in, out) <- PyTorch Linear (out, in)
+        return (shape[1], shape[0])
     return shape
 
 
@@ -263,6 +322,8 @@ def load_mmpose_weights(model, state_dict):
         value = state_dict[key].astype(np.float32)
         if kind == "conv":
             value = value.transpose(2, 3, 1, 0)
+        elif kind == "linear":
+            value = value.T
         variable.assign(value)
     return model
 
