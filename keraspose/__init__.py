@@ -39,7 +39,7 @@ def _default_backend():
 _default_backend()
 
 from keraspose.version import __version__  # noqa: E402
-from keraspose.codecs import MSRAHeatmap, UDPHeatmap  # noqa: E402
+from keraspose.codecs import MSRAHeatmap, SimCCLabel, UDPHeatmap  # noqa: E402
 from keraspose.datasets import CocoStyleDataset, MpiiDataset  # noqa: E402
 from keraspose.evaluation import CocoMetric, evaluate_coco_results, evaluate_topdown  # noqa: E402
 from keraspose.layers import ConvBN  # noqa: E402
@@ -50,6 +50,7 @@ from keraspose.models.hrnet import HRNetBackbone, hrnet_extra  # noqa: E402
 from keraspose.models.litehrnet import LiteHRNetBackbone, litehrnet_extra, tinypose_extra  # noqa: E402
 from keraspose.models.resnet import ResNetBackbone  # noqa: E402
 from keraspose.models.rtmdet import DetectionResult, RTMDetector  # noqa: E402
+from keraspose.models.rtmpose import RTMCCHead  # noqa: E402
 from keraspose.models.topdown_estimator import PoseResult, TopdownEstimator, load_image  # noqa: E402
 from keraspose.presets import list_presets, upload_preset  # noqa: E402
 from keraspose.training import CocoEvaluation, TopdownPyDataset  # noqa: E402
@@ -70,8 +71,10 @@ __all__ = [
     "MSRAHeatmap",
     "MpiiDataset",
     "PoseResult",
+    "RTMCCHead",
     "RTMDetector",
     "ResNetBackbone",
+    "SimCCLabel",
     "TopdownEstimator",
     "TopdownPyDataset",
     "UDPHeatmap",

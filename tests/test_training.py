@@ -48,6 +48,18 @@ def test_hrnet_recipe_learning_rates():
         np.testing.assert_allclose(float(sched(step)), lr, rtol=1e-5)
 
 
+def test_rtmpose_schedule_matches_mmengine():
+    """RTMPose's LinearLR(1e-5, end=30 iters) + CosineAnnealingLR(epochs 5-10, eta_min 5%, iter-based),
+    10 steps per epoch; the learning rates MMEngine 0.10's schedulers gave at these steps."""
+    from keraspose.training import WarmupCosineSchedule
+
+    mmengine = {0: 4e-08, 15: 0.0020689848, 29: 0.004, 30: 0.004, 49: 0.004, 50: 0.004, 51: 0.0039962508,
+                75: 0.0021, 99: 0.0002037492}
+    schedule = WarmupCosineSchedule(4e-3, total_steps=100, cosine_start=50, warmup_steps=30)
+    for step, lr in mmengine.items():
+        np.testing.assert_allclose(float(schedule(step)), lr, rtol=1e-5, err_msg=str(step))
+
+
 @pytest.fixture(scope="module")
 def coco_mini_samples(data_dir):
     root = data_dir / "coco_mini"

@@ -6,14 +6,16 @@ from keraspose.training.pipeline import (
     train_pipeline,
     val_pipeline,
 )
-from keraspose.training.schedules import WarmupMultiStepSchedule, hrnet_recipe
+from keraspose.training.schedules import WarmupCosineSchedule, WarmupMultiStepSchedule, hrnet_recipe, rtmpose_recipe
 
 __all__ = [
     "CocoEvaluation",
     "SyncDatasetEpoch",
     "TopdownPyDataset",
+    "WarmupCosineSchedule",
     "WarmupMultiStepSchedule",
     "hrnet_recipe",
+    "rtmpose_recipe",
     "train_pipeline",
     "val_pipeline",
 ]
