@@ -5,6 +5,7 @@ output; SimCC vectors ``(B, K, W)``; keypoint weights are ``(B, K)``.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -107,6 +108,98 @@ def simcc_pose_accuracy(pred_x, pred_y, gt_x, gt_y, keypoint_weights, simcc_spli
     gt_xy = _simcc_locations(gt_x, gt_y) / ratio
     valid = ops.cast(keypoint_weights, "float32") > 0
     return _pck_of_locations(pred_xy, gt_xy, valid, norm, thr)
+
+
+def coordinate_pose_accuracy(pred, target, keypoint_weights, thr=0.05):
+    """One batch's ``acc_pose`` of normalised coordinates ``(B, K, 2)``, as MMPose's
+    regression heads compute it (``keypoint_pck_accuracy`` with a norm of 1)."""
+    valid = ops.cast(keypoint_weights, "float32") > 0
+    return _pck_of_locations(ops.cast(pred, "float32"), ops.cast(target, "float32"), valid, 1.0, thr)
+
+
+@keras.saving.register_keras_serializable(package="keraspose")
+class SmoothL1Loss(keras.losses.Loss):
+    """MMPose's SmoothL1Loss (DeepPose): ``smooth_l1(pred * w, target * w)``, mean over every element.
+
+    Example:
+    >>> import numpy as np
+    >>> float(SmoothL1Loss().compute(np.array([[[2.0, 0.0]]]), np.zeros((1, 1, 2)), np.ones((1, 1))))
+    0.75
+    """
+
+    def __init__(self, use_target_weight=False, loss_weight=1.0, name="smooth_l1", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.use_target_weight = bool(use_target_weight)
+        self.loss_weight = float(loss_weight)
+
+    def compute(self, pred, target, keypoint_weights=None):
+        pred = ops.convert_to_tensor(pred)
+        target = ops.cast(target, pred.dtype)
+        if self.use_target_weight and keypoint_weights is not None:
+            w = ops.expand_dims(ops.cast(keypoint_weights, pred.dtype), -1)
+            pred, target = pred * w, target * w
+        diff = ops.abs(pred - target)
+        loss = ops.where(diff < 1.0, 0.5 * ops.square(diff), diff - 0.5)
+        return ops.mean(loss) * self.loss_weight
+
+    def call(self, y_true, y_pred):
+        return self.compute(y_pred, y_true)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(use_target_weight=self.use_target_weight, loss_weight=self.loss_weight)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keraspose")
+class RLELoss(keras.losses.Loss):
+    """MMPose's RLELoss: residual log-likelihood of the regression error under a learnt flow.
+
+    ``error = (pred - target) / sigmoid(sigma)``; the loss is ``log(sigma) -
+    log p_flow(error)`` plus, with ``residual``, the ``q_distribution``
+    (``'laplace'``: ``log(2 sigma) + |error|``) term, weighted per keypoint,
+    divided by the batch size (``size_average``) and summed. The flow (a
+    :class:`~keraspose.models.heads.regression_head.RealNVP`) lives in the
+    head, whose weights it is; ``compute`` takes it as an argument.
+    """
+
+    def __init__(self, use_target_weight=False, size_average=True, residual=True, q_distribution="laplace",
+                 name="rle", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if q_distribution not in ("laplace", "gaussian"):
+            raise ValueError(f"RLELoss: q_distribution must be 'laplace' or 'gaussian', got {q_distribution!r}")
+        self.use_target_weight = bool(use_target_weight)
+        self.size_average = bool(size_average)
+        self.residual = bool(residual)
+        self.q_distribution = q_distribution
+
+    def compute(self, pred, sigma, target, flow, keypoint_weights=None):
+        pred = ops.convert_to_tensor(pred)
+        target = ops.cast(target, pred.dtype)
+        sigma = ops.sigmoid(ops.cast(sigma, pred.dtype))
+        error = (pred - target) / (sigma + 1e-9)
+        shape = ops.shape(target)
+        log_phi = ops.reshape(flow.log_prob(ops.reshape(error, (-1, 2))), (shape[0], shape[1], 1))
+        loss = ops.log(sigma) - log_phi
+        if self.residual:
+            if self.q_distribution == "laplace":
+                loss = loss + ops.log(sigma * 2) + ops.abs(error)
+            else:
+                loss = loss + ops.log(sigma * float(np.sqrt(2 * np.pi))) + 0.5 * ops.square(error)
+        if self.use_target_weight and keypoint_weights is not None:
+            loss = loss * ops.expand_dims(ops.cast(keypoint_weights, loss.dtype), -1)
+        if self.size_average:
+            loss = loss / ops.cast(shape[0], loss.dtype)
+        return ops.sum(loss)
+
+    def call(self, y_true, y_pred):
+        raise NotImplementedError("RLELoss needs the head's flow: use RLEHead.compute_loss")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(use_target_weight=self.use_target_weight, size_average=self.size_average,
+                      residual=self.residual, q_distribution=self.q_distribution)
+        return config
 
 
 @keras.saving.register_keras_serializable(package="keraspose")

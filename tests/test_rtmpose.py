@@ -181,3 +181,35 @@ def test_simcc_accuracy_counts_only_weighted_keypoints():
     first = simcc_pose_accuracy(pred_x, pred_y, gt_x, gt_y, np.array([[1.0, 0.0]]), 2.0)
     assert float(keras.ops.convert_to_numpy(both)) == 0.5
     assert float(keras.ops.convert_to_numpy(first)) == 1.0
+
+
+@pytest.mark.long
+def test_rtmpose_t_from_scratch_overfits_coco_mini(data_dir):
+    """RTMPose-t, fresh weights, 16 coco_mini people without augmentation: the
+    training acc_pose (MMPose's simcc_pck_accuracy) climbs and the KL loss falls.
+    Measured (torch, 2 CPU threads): acc 0.00 -> 1.00 and loss 0.192 -> 0.013
+    in 30 epochs of one batch, ~9 s per step."""
+    from keraspose.training import TopdownPyDataset, val_pipeline
+
+    root = data_dir / "coco_mini"
+    coco = json.loads((root / "annotations/person_keypoints_train2017.json").read_text())
+    files = {i["id"]: i["file_name"] for i in coco["images"]}
+    samples = []
+    for a in coco["annotations"]:
+        if a["num_keypoints"] > 0 and not a["iscrowd"]:
+            x, y, w, h = a["bbox"]
+            k = np.array(a["keypoints"], np.float32).reshape(1, 17, 3)
+            samples.append(dict(img_path=str(root / "train2017" / files[a["image_id"]]),
+                                bbox=np.array([[x, y, x + w, y + h]], np.float32), bbox_score=np.ones(1, np.float32),
+                                keypoints=k[..., :2], keypoints_visible=np.minimum(1, k[..., 2])))
+    keras.utils.set_random_seed(0)
+    model = TopdownEstimator.from_preset("rtmpose_t_coco", load_weights=False)
+    data = TopdownPyDataset(samples[:16], val_pipeline(model.head.codec), model.preprocess, batch_size=16, seed=0)
+    x, y = data[0]
+    assert y["keypoint_x_labels"].shape == (16, 17, 384) and y["keypoint_y_labels"].shape == (16, 17, 512)
+    model.compile(optimizer=keras.optimizers.AdamW(4e-3, weight_decay=0.0))
+    history = model.fit(data, epochs=30, verbose=0).history
+    print("loss", [round(v, 4) for v in history["loss"]])
+    print("acc_pose", [round(v, 3) for v in history["acc_pose"]])
+    assert history["acc_pose"][0] < 0.1 and max(history["acc_pose"][-3:]) > 0.8
+    assert history["loss"][-1] < 0.3 * history["loss"][0]

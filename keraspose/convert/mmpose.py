@@ -19,10 +19,10 @@ import warnings
 
 import numpy as np
 
-from keraspose.codecs import MSRAHeatmap, SimCCLabel, UDPHeatmap
+from keraspose.codecs import MSRAHeatmap, RegressionLabel, SimCCLabel, UDPHeatmap
 from keraspose.convert.checkpoints import ConversionError  # one error class for every converter
 from keraspose.models.cspnext import CSPNeXtBackbone
-from keraspose.models.heads import HeatmapHead
+from keraspose.models.heads import GlobalAveragePooling, HeatmapHead, RegressionHead, RLEHead
 from keraspose.models.hrnet import HRNetBackbone
 from keraspose.models.resnet import ResNetBackbone
 from keraspose.models.rtmpose import RTMCCHead
@@ -77,6 +77,8 @@ def _build_codec(cfg):
             heatmap_type=cfg.get("heatmap_type", "gaussian"), sigma=cfg.get("sigma", 2.0),
             radius_factor=cfg.get("radius_factor", 0.0546875), blur_kernel_size=cfg.get("blur_kernel_size", 11),
         )
+    if kind == "RegressionLabel":
+        return RegressionLabel(input_size=tuple(cfg["input_size"]))
     if kind == "SimCCLabel":
         known = {"type", "input_size", "smoothing_type", "sigma", "simcc_split_ratio", "label_smooth_weight",
                  "normalize", "use_dark", "decode_visibility", "decode_beta"}
@@ -84,7 +86,9 @@ def _build_codec(cfg):
         if unknown:
             raise ConversionError(f"SimCCLabel options {unknown} are not supported")
         return SimCCLabel(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k != "type"})
-    raise ConversionError(f"codec {kind!r} is not supported yet (supported: MSRAHeatmap, UDPHeatmap, SimCCLabel)")
+    raise ConversionError(
+        f"codec {kind!r} is not supported yet (supported: MSRAHeatmap, UDPHeatmap, SimCCLabel, RegressionLabel)"
+    )
 
 
 def _build_backbone(cfg):
@@ -132,12 +136,26 @@ def _build_rtmcc_head(cfg):
     )
 
 
+def _build_regression_head(cfg):
+    kind = cfg["type"]
+    codec_cfg = cfg.get("decoder") or cfg.get("encoder")
+    cls = RLEHead if kind == "RLEHead" else RegressionHead
+    return cls(
+        num_joints=cfg["num_joints"], codec=_build_codec(codec_cfg) if codec_cfg else None,
+        loss=_build_loss(cfg.get("loss"), "RLELoss" if kind == "RLEHead" else "SmoothL1Loss"), name="head",
+    )
+
+
 def _build_head(cfg):
     kind = cfg.get("type")
     if kind == "RTMCCHead":
         return _build_rtmcc_head(cfg)
+    if kind in ("RegressionHead", "RLEHead"):
+        return _build_regression_head(cfg)
     if kind != "HeatmapHead":
-        raise ConversionError(f"head {kind!r} is not supported yet (supported: HeatmapHead, RTMCCHead)")
+        raise ConversionError(
+            f"head {kind!r} is not supported yet (supported: HeatmapHead, RTMCCHead, RegressionHead, RLEHead)"
+        )
     codec_cfg = cfg.get("decoder") or cfg.get("encoder")
     final = cfg.get("final_layer", {"kernel_size": 1})
     if final is None:
@@ -160,12 +178,22 @@ def _build_head(cfg):
 
 def _build_loss(cfg, default="KeypointMSELoss"):
     """The head's training loss: KeypointMSELoss or KLDiscretLoss."""
-    from keraspose.losses import KeypointMSELoss, KLDiscretLoss
+    from keraspose.losses import KeypointMSELoss, KLDiscretLoss, RLELoss, SmoothL1Loss
 
+    defaults = {"KeypointMSELoss": lambda: KeypointMSELoss(use_target_weight=True), "KLDiscretLoss": KLDiscretLoss,
+                "RLELoss": lambda: RLELoss(use_target_weight=True), "SmoothL1Loss": lambda: SmoothL1Loss(use_target_weight=True)}
     if cfg is None:  # MMPose's head defaults
-        return KeypointMSELoss(use_target_weight=True) if default == "KeypointMSELoss" else KLDiscretLoss()
+        return defaults[default]()
     cfg = dict(cfg)
     kind = cfg.pop("type", None)
+    others = {"RLELoss": (RLELoss, {"use_target_weight", "size_average", "residual", "q_distribution"}),
+              "SmoothL1Loss": (SmoothL1Loss, {"use_target_weight", "loss_weight"})}
+    if kind in others:
+        cls, known = others[kind]
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ConversionError(f"{kind} options {unknown} are not supported")
+        return cls(**cfg)
     if kind == "KLDiscretLoss":
         unknown = sorted(set(cfg) - {"beta", "label_softmax", "label_beta", "use_target_weight", "mask", "mask_weight"})
         if unknown:
@@ -188,8 +216,11 @@ def _build_loss(cfg, default="KeypointMSELoss"):
 def build_from_mmpose_config(config, metainfo=None):
     """An (unweighted, built) TopdownEstimator from an MMPose model config."""
     cfg = load_mmpose_config(config)
+    neck = None
     if cfg.get("neck"):
-        raise ConversionError(f"neck {cfg['neck'].get('type')!r} is not supported yet")
+        if cfg["neck"].get("type") != "GlobalAveragePooling":
+            raise ConversionError(f"neck {cfg['neck'].get('type')!r} is not supported yet (supported: GlobalAveragePooling)")
+        neck = GlobalAveragePooling(name="neck")
     head = _build_head(cfg["head"])
     if metainfo is None:
         if head.out_channels != 17:
@@ -204,8 +235,12 @@ def build_from_mmpose_config(config, metainfo=None):
     # MMPose's test_cfg defaults: flip_mode 'heatmap' and no shift for heatmap
     # heads; SimCC heads have neither.
     is_heatmap = isinstance(head, HeatmapHead)
+    if isinstance(head, RegressionHead):
+        # Coordinate heads: the flip test's shift is MMPose's shift_coords (default on).
+        test_cfg = {**test_cfg, "shift_heatmap": test_cfg.get("shift_coords", True)}
     model = TopdownEstimator(
         backbone=_build_backbone(cfg["backbone"]),
+        neck=neck,
         head=head,
         metainfo=metainfo,
         input_size=tuple(codec.input_size) if codec is not None else (192, 256),

@@ -1,3 +1,4 @@
 from keraspose.models.heads.heatmap_head import HeatmapHead
+from keraspose.models.heads.regression_head import GlobalAveragePooling, RealNVP, RegressionHead, RLEHead
 
-__all__ = ["HeatmapHead"]
+__all__ = ["GlobalAveragePooling", "HeatmapHead", "RealNVP", "RegressionHead", "RLEHead"]
