@@ -7,8 +7,10 @@ installed (the fastest backend for these networks on CPU), else TensorFlow.
 
 Example:
 >>> import keraspose
->>> model = keraspose.TopdownEstimator.from_preset("tinypose_coco_256x192")  # doctest: +SKIP
->>> result = model.predict("person.jpg")  # doctest: +SKIP
+>>> pipeline = keraspose.PoseInferencer.from_preset()  # doctest: +SKIP
+>>> result = pipeline.predict("photo.jpg")  # doctest: +SKIP
+>>> result.keypoints.shape  # one row per person found  # doctest: +SKIP
+(3, 17, 2)
 """
 
 import importlib.util
@@ -51,6 +53,7 @@ from keraspose.models.litehrnet import LiteHRNetBackbone, litehrnet_extra, tinyp
 from keraspose.models.resnet import ResNetBackbone  # noqa: E402
 from keraspose.models.rtmdet import DetectionResult, RTMDetector  # noqa: E402
 from keraspose.models.topdown_estimator import PoseResult, TopdownEstimator, load_image  # noqa: E402
+from keraspose.inference import PoseInferencer  # noqa: E402
 from keraspose.presets import list_presets, upload_preset  # noqa: E402
 from keraspose.training import CocoEvaluation, TopdownPyDataset  # noqa: E402
 from keraspose.visualization import save_visualization, visualize  # noqa: E402
@@ -69,6 +72,7 @@ __all__ = [
     "LiteHRNetBackbone",
     "MSRAHeatmap",
     "MpiiDataset",
+    "PoseInferencer",
     "PoseResult",
     "RTMDetector",
     "ResNetBackbone",
