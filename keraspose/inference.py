@@ -43,6 +43,8 @@ import numpy as np
 from keraspose.models.rtmdet import RTMDetector
 from keraspose.models.topdown_estimator import PoseResult, TopdownEstimator, load_image
 from keraspose.ops import nms
+from keraspose.presets import catalogue_task, check_preset_task, get_catalogue_entry
+from keraspose.presets.hub import parse_handle
 from keraspose.utils.atomic import atomic_write
 from keraspose.visualization import visualize
 
@@ -75,13 +77,24 @@ def filter_person_detections(boxes, scores, labels, person_labels=(0,), bbox_thr
     labels = np.asarray(labels).reshape(-1)
     if not len(boxes) == len(scores) == len(labels):
         raise ValueError(f"{len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels: expected one of each")
-    candidates = np.flatnonzero(np.isin(labels, np.asarray(person_labels)) & (scores > bbox_threshold))
+    # Compared in float32, as MMPose compares its float32 scores with a Python
+    # float: a score of float32(0.3) is not above a threshold of 0.3.
+    above = scores > np.float32(bbox_threshold)
+    candidates = np.flatnonzero(np.isin(labels, np.asarray(person_labels)) & above)
     if nms_threshold is None or not len(candidates):
         return candidates
     # MMPose visits boxes in np.argsort(scores)[::-1] order; presenting them
     # in that order to our (stable) nms reproduces it, ties included.
     order = candidates[np.argsort(scores[candidates])[::-1]]
-    return order[nms(boxes[order], scores[order], nms_threshold, offset=1.0)]
+    return order[nms(boxes[order], scores[order], float(nms_threshold), offset=1.0)]
+
+
+def _check_catalogue_task(model_class, handle):
+    """``PresetTaskError`` now if ``handle`` names a catalogue preset of another task (no loading)."""
+    if not isinstance(handle, str) or parse_handle(handle).kind != "catalogue":
+        return
+    entry = get_catalogue_entry(handle)
+    check_preset_task(model_class, handle, catalogue_task(entry), entry.get("class"))
 
 
 def _is_single_image(images):
@@ -153,6 +166,9 @@ class PoseInferencer:
         >>> pipeline.bbox_threshold, pipeline.nms_threshold
         (0.3, 0.3)
         """
+        # A catalogue name of the wrong task fails before either model is loaded.
+        for model_class, handle in ((TopdownEstimator, pose), (RTMDetector, detector)):
+            _check_catalogue_task(model_class, handle)
         estimator = pose if isinstance(pose, TopdownEstimator) else TopdownEstimator.from_preset(pose)
         detector = detector if isinstance(detector, RTMDetector) else RTMDetector.from_preset(detector)
         return cls(estimator, detector, **kwargs)
