@@ -43,7 +43,7 @@ _default_backend()
 from keraspose.version import __version__  # noqa: E402
 from keraspose.codecs import MSRAHeatmap, UDPHeatmap  # noqa: E402
 from keraspose.datasets import CocoStyleDataset, MpiiDataset  # noqa: E402
-from keraspose.evaluation import CocoMetric, evaluate_coco_results, evaluate_topdown  # noqa: E402
+from keraspose.evaluation import CocoMetric, evaluate_coco_results, evaluate_topdown, evaluate_with_detector  # noqa: E402
 from keraspose.layers import ConvBN  # noqa: E402
 from keraspose.metainfo import DatasetMetainfo, load_metainfo  # noqa: E402
 from keraspose.models.cspnext import CSPNeXtBackbone  # noqa: E402
@@ -81,6 +81,7 @@ __all__ = [
     "UDPHeatmap",
     "evaluate_coco_results",
     "evaluate_topdown",
+    "evaluate_with_detector",
     "from_mmdet",
     "from_mmpose",
     "hrnet_extra",
