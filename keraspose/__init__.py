@@ -7,8 +7,10 @@ installed (the fastest backend for these networks on CPU), else TensorFlow.
 
 Example:
 >>> import keraspose
->>> model = keraspose.TopdownEstimator.from_preset("tinypose_coco_256x192")  # doctest: +SKIP
->>> result = model.predict("person.jpg")  # doctest: +SKIP
+>>> pipeline = keraspose.PoseInferencer.from_preset()  # doctest: +SKIP
+>>> result = pipeline.predict("photo.jpg")  # doctest: +SKIP
+>>> result.keypoints.shape  # one row per person found  # doctest: +SKIP
+(3, 17, 2)
 """
 
 import importlib.util
@@ -41,7 +43,7 @@ _default_backend()
 from keraspose.version import __version__  # noqa: E402
 from keraspose.codecs import MSRAHeatmap, SimCCLabel, UDPHeatmap  # noqa: E402
 from keraspose.datasets import CocoStyleDataset, MpiiDataset  # noqa: E402
-from keraspose.evaluation import CocoMetric, evaluate_coco_results, evaluate_topdown  # noqa: E402
+from keraspose.evaluation import CocoMetric, evaluate_coco_results, evaluate_topdown, evaluate_with_detector  # noqa: E402
 from keraspose.layers import ConvBN  # noqa: E402
 from keraspose.metainfo import DatasetMetainfo, load_metainfo  # noqa: E402
 from keraspose.models.cspnext import CSPNeXtBackbone  # noqa: E402
@@ -52,6 +54,7 @@ from keraspose.models.resnet import ResNetBackbone  # noqa: E402
 from keraspose.models.rtmdet import DetectionResult, RTMDetector  # noqa: E402
 from keraspose.models.rtmpose import RTMCCHead  # noqa: E402
 from keraspose.models.topdown_estimator import PoseResult, TopdownEstimator, load_image  # noqa: E402
+from keraspose.inference import PoseInferencer  # noqa: E402
 from keraspose.presets import list_presets, upload_preset  # noqa: E402
 from keraspose.training import CocoEvaluation, TopdownPyDataset  # noqa: E402
 from keraspose.visualization import save_visualization, visualize  # noqa: E402
@@ -70,6 +73,7 @@ __all__ = [
     "LiteHRNetBackbone",
     "MSRAHeatmap",
     "MpiiDataset",
+    "PoseInferencer",
     "PoseResult",
     "RTMCCHead",
     "RTMDetector",
@@ -80,6 +84,7 @@ __all__ = [
     "UDPHeatmap",
     "evaluate_coco_results",
     "evaluate_topdown",
+    "evaluate_with_detector",
     "from_mmdet",
     "from_mmpose",
     "hrnet_extra",

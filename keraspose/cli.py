@@ -28,6 +28,7 @@ import traceback
 __all__ = ["main", "build_parser", "read_bboxes", "find_images", "CLIError"]
 
 DEFAULT_PRESET = "tinypose_coco_256x192"
+DEFAULT_DETECTOR = "rtmdet_nano_person"
 DEFAULT_OUT = "keraspose_output"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 COCO_PERSON_CATEGORY = 1
@@ -174,118 +175,228 @@ def _load_model(preset):
 
     try:
         return TopdownEstimator.from_preset(preset)
-    except (OSError, ValueError) as err:  # FileNotFoundError, PresetUnavailableError, bad config
+    except (OSError, ValueError) as err:  # FileNotFoundError, PresetUnavailableError, PresetTaskError, bad config
         raise CLIError(f"cannot load preset {preset!r}: {err}") from err
 
 
-def cmd_predict(args):
+def _load_detector(preset):
+    from keraspose.models.rtmdet import RTMDetector
+
+    try:
+        return RTMDetector.from_preset(preset)
+    except (OSError, ValueError) as err:
+        raise CLIError(f"cannot load detector preset {preset!r}: {err}") from err
+
+
+def _check_tasks(pose_preset, detector_preset):
+    """A catalogue name of the wrong task fails before either model is loaded."""
+    from keraspose.inference import _check_catalogue_task
+    from keraspose.models.rtmdet import RTMDetector
+    from keraspose.models.topdown_estimator import TopdownEstimator
+
+    for cls, handle, what in ((TopdownEstimator, pose_preset, "preset"), (RTMDetector, detector_preset, "detector preset")):
+        try:
+            _check_catalogue_task(cls, handle)
+        except ValueError as err:
+            raise CLIError(f"cannot load {what} {handle!r}: {err}") from err
+
+
+def _load_pipeline(pose_preset, detector_preset, bbox_threshold, nms_threshold):
+    from keraspose.inference import PoseInferencer
+
+    _check_tasks(pose_preset, detector_preset)
+    model = _load_model(pose_preset)
+    detector = _load_detector(detector_preset)
+    return PoseInferencer(model, detector, bbox_threshold=bbox_threshold, nms_threshold=nms_threshold)
+
+
+def _is_video(path):
+    from keraspose.inference import VIDEO_EXTENSIONS
+
+    return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
+
+
+def _pose_record(result, rgb, path, preset, metainfo, detector=None):
     import numpy as np
 
+    h, w = rgb.shape[:2]
+    record = {
+        "image": path,
+        "width": w,
+        "height": h,
+        "preset": preset,
+        **({"detector": detector} if detector else {}),
+        "keypoint_names": list(metainfo.keypoint_names),
+        "skeleton_links": [list(link) for link in metainfo.skeleton_links],
+        "instances": [],
+    }
+    for i in range(len(result)):
+        instance = {"bbox": [float(v) for v in result.bboxes[i]]}
+        if result.bbox_scores is not None:
+            instance["bbox_score"] = float(result.bbox_scores[i])
+        instance.update(
+            keypoints=result.keypoints[i].astype(float).tolist(),
+            keypoint_scores=result.keypoint_scores[i].astype(float).tolist(),
+            score=float(np.mean(result.keypoint_scores[i])),
+        )
+        record["instances"].append(instance)
+    return record
+
+
+# Images per detector + pose-network round when the people are detected.
+_DETECT_CHUNK = 8
+# Video frames per round.
+_VIDEO_CHUNK = 8
+
+
+def cmd_predict(args):
     from keraspose.models.topdown_estimator import _check_bboxes, load_image
     from keraspose.utils.atomic import atomic_write
     from keraspose.visualization import save_visualization
 
-    images = find_images(args.inputs)
-    boxes = read_bboxes(args.bboxes, args.box_threshold) if args.bboxes else None
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model = _load_model(args.preset)
+    videos = [item for item in args.inputs if os.path.isfile(item) and _is_video(item)]
+    images = find_images([item for item in args.inputs if item not in videos]) if len(videos) < len(args.inputs) else []
+    if videos and (args.bboxes or args.whole_image):
+        raise CLIError(
+            f"{'--bboxes' if args.bboxes else '--whole-image'} applies to images; the people in a video "
+            f"({videos[0]}) are always found by the detector"
+        )
+    detect = not args.bboxes and not args.whole_image
+    for flag, value in (("--bbox-thr", args.bbox_thr), ("--nms-thr", args.nms_thr)):
+        if not 0 <= value <= 1:
+            raise CLIError(f"{flag} must be between 0 and 1, got {value}")
+    boxes = read_bboxes(args.bboxes, args.box_threshold) if args.bboxes else None
+    if detect:
+        pipeline = _load_pipeline(args.preset, args.detector, args.bbox_thr, args.nms_thr)
+        model = pipeline.estimator
+    else:
+        model = _load_model(args.preset)
     metainfo = model.metainfo
+    flip_test = False if args.no_flip else None
     os.makedirs(args.out, exist_ok=True)
     used_stems = set()
     start = time.perf_counter()
     total_people = 0
-    for path in images:
-        try:
-            rgb = load_image(path, name=path)
-        except ValueError as err:
-            raise CLIError(str(err)) from err
-        h, w = rgb.shape[:2]
-        note = ""
-        image_boxes = _boxes_for(path, boxes) if boxes is not None else None
-        if boxes is not None and image_boxes is None:
-            note = f" (not in {os.path.basename(args.bboxes)}: whole image used as one person)"
-        try:
-            checked = _check_bboxes(image_boxes, rgb.shape, f"{args.bboxes}: {os.path.basename(path)}")
-        except ValueError as err:
-            raise CLIError(str(err)) from err
-        result = model.predict(rgb, bboxes=checked, batch_size=args.batch_size,
-                               flip_test=False if args.no_flip else None)
+
+    def finish(path, rgb, result, note=""):
         result.image_path = path
         stem = _unique_stem(path, used_stems)
         picture = os.path.join(args.out, f"{stem}_pose.jpg")
         record = os.path.join(args.out, f"{stem}_pose.json")
         save_visualization(picture, rgb, result, metainfo=metainfo, score_threshold=args.score_threshold)
-        payload = {
-            "image": path,
-            "width": w,
-            "height": h,
-            "preset": args.preset,
-            "keypoint_names": list(metainfo.keypoint_names),
-            "skeleton_links": [list(link) for link in metainfo.skeleton_links],
-            "instances": [
-                {
-                    "bbox": [float(v) for v in result.bboxes[i]],
-                    "keypoints": result.keypoints[i].astype(float).tolist(),
-                    "keypoint_scores": result.keypoint_scores[i].astype(float).tolist(),
-                    "score": float(np.mean(result.keypoint_scores[i])),
-                }
-                for i in range(len(result))
-            ],
-        }
+        payload = _pose_record(result, rgb, path, args.preset, metainfo, args.detector if detect else None)
         with atomic_write(record, "w") as f:
             json.dump(payload, f, indent=1)
             f.write("\n")
         people = len(result)
-        total_people += people
         shown = int((result.keypoint_scores >= args.score_threshold).sum())
         print(
             f"{os.path.basename(path)}: {people} {'person' if people == 1 else 'people'}, "
             f"{shown}/{result.keypoint_scores.size} keypoints >= {args.score_threshold:g} -> {picture}, {record}{note}",
             flush=True,
         )
+        return people
+
+    def load(path):
+        try:
+            return load_image(path, name=path)
+        except ValueError as err:
+            raise CLIError(str(err)) from err
+
+    if detect:
+        for first in range(0, len(images), _DETECT_CHUNK):
+            paths = images[first : first + _DETECT_CHUNK]
+            rgbs = [load(path) for path in paths]
+            results = pipeline.predict(rgbs, batch_size=args.batch_size, flip_test=flip_test)
+            for path, rgb, result in zip(paths, rgbs, results):
+                total_people += finish(path, rgb, result)
+    else:
+        for path in images:
+            rgb = load(path)
+            note = ""
+            image_boxes = _boxes_for(path, boxes) if boxes is not None else None
+            if boxes is not None and image_boxes is None:
+                note = f" (not in {os.path.basename(args.bboxes)}: whole image used as one person)"
+            try:
+                checked = _check_bboxes(image_boxes, rgb.shape, f"{args.bboxes}: {os.path.basename(path)}")
+            except ValueError as err:
+                raise CLIError(str(err)) from err
+            result = model.predict(rgb, bboxes=checked, batch_size=args.batch_size, flip_test=flip_test)
+            total_people += finish(path, rgb, result, note)
+    for path in videos:
+        stem = _unique_stem(path, used_stems)
+        out_video = os.path.join(args.out, f"{stem}_pose.mp4")
+        out_jsonl = os.path.join(args.out, f"{stem}_pose.jsonl")
+        summary = pipeline.predict_video(path, out_video, out_jsonl, batch_size=_VIDEO_CHUNK,
+                                         pose_batch_size=args.batch_size, flip_test=flip_test,
+                                         score_threshold=args.score_threshold)
+        total_people += summary["people"]
+        print(f"{os.path.basename(path)}: {summary['frames']} frames ({summary['width']}x{summary['height']}, "
+              f"{summary['fps']:g} fps), {summary['people']} people in all -> {out_video}, {out_jsonl}", flush=True)
     elapsed = time.perf_counter() - start
-    print(f"done: {len(images)} image{'s' * (len(images) != 1)}, {total_people} people, {elapsed:.1f}s; "
-          f"results in {args.out}")
+    counts = [f"{len(images)} image{'s' * (len(images) != 1)}"] if images or not videos else []
+    if videos:
+        counts.append(f"{len(videos)} video{'s' * (len(videos) != 1)}")
+    print(f"done: {', '.join(counts)}, {total_people} people, {elapsed:.1f}s; results in {args.out}")
     return 0
 
 
 def cmd_evaluate(args):
     from keraspose.datasets import CocoStyleDataset
-    from keraspose.evaluation import evaluate_topdown, write_json_atomic
+    from keraspose.evaluation import evaluate_topdown, evaluate_with_detector, write_json_atomic
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.detector and args.bbox_file:
+        raise CLIError("--detector and --bbox-file both give the person boxes; pass one of them")
+    if args.nms_thr is not None and not args.detector:
+        raise CLIError("--nms-thr filters the boxes of --detector; pass --detector PRESET too")
     for path, flag in ((args.ann_file, "--ann-file"), (args.bbox_file, "--bbox-file")):
         if path and not os.path.isfile(path):
             raise CLIError(f"{flag} {path}: no such file")
     if not os.path.isdir(args.image_root):
         raise CLIError(f"--image-root {args.image_root}: no such folder")
+    if args.detector:
+        _check_tasks(args.preset, args.detector)
     model = _load_model(args.preset)
-    # The data is read and checked before the first image is predicted, so
-    # a wrong path or keypoint count fails now, not after minutes.
-    dataset = CocoStyleDataset(
-        args.ann_file, args.image_root, metainfo=model.metainfo, bbox_file=args.bbox_file, test_mode=True,
-        bbox_score_thr=args.bbox_score_thr if args.bbox_file else None,
-    )
-    boxes = f"detections from {args.bbox_file}" if args.bbox_file else "ground-truth boxes"
-    print(f"evaluating {args.preset} on {len(dataset)} people ({boxes}) of {args.ann_file}", flush=True)
-    start = time.perf_counter()
+    detector = _load_detector(args.detector) if args.detector else None
     prefix = os.path.join(args.out, "keypoints") if args.out else None
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-    stats = evaluate_topdown(
-        model, dataset, batch_size=args.batch_size, flip_test=False if args.no_flip else None,
-        progress=not args.quiet, outfile_prefix=prefix,
-    )
+    flip_test = False if args.no_flip else None
+    start = time.perf_counter()
+    if detector is not None:
+        print(f"evaluating {args.preset} on the people {args.detector} finds in the images of {args.ann_file}",
+              flush=True)
+        stats = evaluate_with_detector(
+            model, detector, args.ann_file, args.image_root, bbox_score_thr=args.bbox_score_thr,
+            box_nms_thr=args.nms_thr, batch_size=args.batch_size, flip_test=flip_test, progress=not args.quiet,
+            outfile_prefix=prefix,
+        )
+        people = "detected people"
+    else:
+        # The data is read and checked before the first image is predicted, so
+        # a wrong path or keypoint count fails now, not after minutes.
+        dataset = CocoStyleDataset(
+            args.ann_file, args.image_root, metainfo=model.metainfo, bbox_file=args.bbox_file, test_mode=True,
+            bbox_score_thr=args.bbox_score_thr if args.bbox_file else None,
+        )
+        boxes = f"detections from {args.bbox_file}" if args.bbox_file else "ground-truth boxes"
+        print(f"evaluating {args.preset} on {len(dataset)} people ({boxes}) of {args.ann_file}", flush=True)
+        stats = evaluate_topdown(model, dataset, batch_size=args.batch_size, flip_test=flip_test,
+                                 progress=not args.quiet, outfile_prefix=prefix)
+        people = f"{len(dataset)} people"
     elapsed = time.perf_counter() - start
     width = max(len(k) for k in stats)
     for name, value in stats.items():
         print(f"{name:<{width}}  {value:.4f}")
-    print(f"{len(dataset)} people in {elapsed:.1f}s ({len(dataset) / max(elapsed, 1e-9):.1f} people/s)")
+    print(f"{people} in {elapsed:.1f}s")
     if args.out:
         record = {"preset": args.preset, "ann_file": args.ann_file, "bbox_file": args.bbox_file,
-                  "people": len(dataset), "flip_test": not args.no_flip and model.flip_test, "stats": stats}
+                  "detector": args.detector, "bbox_score_thr": args.bbox_score_thr, "box_nms_thr": args.nms_thr,
+                  "flip_test": not args.no_flip and model.flip_test, "stats": stats}
         write_json_atomic(record, os.path.join(args.out, "stats.json"), indent=1)
         print(f"results in {prefix}.keypoints.json, stats in {os.path.join(args.out, 'stats.json')}")
     return 0
@@ -596,11 +707,13 @@ def cmd_info(args):
 # ---------------------------------------------------------------------------
 _MAIN_EPILOG = """\
 examples:
-  keraspose predict examples/images --bboxes examples/images/boxes.json --out poses
-  keraspose predict photo.jpg                      # whole image = one person
+  keraspose predict examples/images --out poses    # finds the people, then their poses
+  keraspose predict clip.mp4                       # an annotated video + one JSON line per frame
+  keraspose predict photo.jpg --bboxes boxes.json  # your own person boxes
   keraspose presets                                # models you can use with --preset
   keraspose info tinypose_coco_256x192
   keraspose evaluate tinypose_coco_256x192 --ann-file val.json --image-root val2017
+  keraspose evaluate tinypose_coco_256x192 --ann-file val.json --image-root val2017 --detector rtmdet_nano_person
   keraspose convert mmpose config.json model.pth --out my_preset
   keraspose convert mmdet rtmdet.json rtmdet.pth --out my_detector
   keraspose upload hf://me/my_preset my_preset
@@ -612,26 +725,39 @@ The Keras backend comes from KERAS_BACKEND (torch, tensorflow or jax), e.g.
 _PREDICT_EPILOG = f"""\
 examples:
   keraspose predict photo.jpg
+  keraspose predict examples/images --out poses --bbox-thr 0.5
+  keraspose predict clip.mp4 --out poses --no-flip
   keraspose predict examples/images --bboxes examples/images/boxes.json --out poses
-  keraspose predict a.jpg b.png frames/ --preset hrnet_w32_coco --no-flip
+  keraspose predict crops/ --whole-image --preset hrnet_w32_coco
+
+how the people are found:
+  by default the detector (--detector, the bundled RTMDet-nano person
+  detector) finds them; detections scoring above --bbox-thr are kept, then
+  NMS at IoU --nms-thr, as MMPose's demo does. An image where nobody is found
+  gets a picture without skeletons and an empty "instances" list.
+  --bboxes FILE gives the boxes instead; --whole-image treats each image as
+  one person (for photos already cropped around one person).
 
 output (in --out, default {DEFAULT_OUT}/), per image:
   <stem>_pose.jpg   the image with keypoints, skeleton and boxes drawn
-  <stem>_pose.json  {{"image", "width", "height", "preset", "keypoint_names",
-                     "skeleton_links", "instances": [{{"bbox": [x1, y1, x2, y2],
-                     "keypoints": [[x, y], ...], "keypoint_scores": [...],
-                     "score"}}]}}  (pixels of the original image)
+  <stem>_pose.json  {{"image", "width", "height", "preset", "detector",
+                     "keypoint_names", "skeleton_links", "instances":
+                     [{{"bbox": [x1, y1, x2, y2], "bbox_score", "keypoints":
+                     [[x, y], ...], "keypoint_scores": [...], "score"}}]}}
+                    (pixels of the original image)
+per video (.mp4 .avi .mov .mkv, read with OpenCV):
+  <stem>_pose.mp4    the frames with skeletons drawn, same size and frame rate
+  <stem>_pose.jsonl  one line per frame: {{"frame", "time", "instances": [...]}}
 
-boxes file (--bboxes): person boxes, because keraspose is a top-down model
-(it estimates the pose of each given person; it does not detect people).
+boxes file (--bboxes):
   1. {{"photo.jpg": [[x1, y1, x2, y2], ...], ...}}   corners in pixels, keyed
      by file name (or path as typed); [] means no people in that image.
   2. COCO detection results: [{{"image_id": 42, "bbox": [x, y, w, h],
      "score": 0.98, "category_id": 1}}, ...]; "file_name" may replace
      "image_id" (which matches 000000000042.jpg). Non-person categories and
      scores below --box-threshold are dropped.
-Images the boxes file does not list, and every image without --bboxes, are
-treated as one person filling the whole image.
+Images the boxes file does not list are treated as one person filling the
+whole image.
 """
 
 _EVALUATE_EPILOG = """\
@@ -640,8 +766,14 @@ examples:
       --ann-file coco/annotations/person_keypoints_val2017.json --image-root coco/val2017
   keraspose evaluate my_preset --ann-file val.json --image-root images \\
       --bbox-file COCO_val2017_detections_AP_H_56_person.json --out eval/
+  keraspose evaluate tinypose_coco_256x192 --ann-file val.json --image-root images \\
+      --detector rtmdet_nano_person
 
-Scoring is MMPose's CocoMetric: ground-truth boxes (or --bbox-file detections),
+--detector runs the detector on every image of --ann-file and uses each
+person box it returns (MMPose's "detected boxes" protocol: no extra score
+threshold or NMS unless --bbox-score-thr / --nms-thr ask for them).
+
+Scoring is MMPose's CocoMetric: ground-truth boxes (or --bbox-file/--detector detections),
 person score = box score x mean keypoint score above 0.2, OKS-NMS at 0.9,
 COCO keypoint AP/AR with the model's keypoint sigmas. The annotation file must
 describe the model's keypoint set.
@@ -710,17 +842,29 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("predict", parents=[common], formatter_class=formatter, epilog=_PREDICT_EPILOG,
-                       help="estimate poses in images; write pictures and JSON",
-                       description="Estimate the pose of each person in the images and write, per image, a "
-                                   "picture with the skeleton drawn and a JSON file with the keypoints.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
-    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"{_PRESET_HELP} (default: {DEFAULT_PRESET})")
-    p.add_argument("--bboxes", metavar="BOXES_JSON", help="JSON file of person boxes (format below)")
+                       help="find people and their poses in images and videos; write pictures and JSON",
+                       description="Find the people in images (or video frames), estimate each one's pose, and "
+                                   "write per image a picture with the skeletons drawn and a JSON file with the "
+                                   "keypoints (per video: an annotated mp4 and a JSON line per frame).")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders of images and/or videos (.mp4 .avi .mov .mkv)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"pose model: {_PRESET_HELP} (default: {DEFAULT_PRESET})")
+    boxes = p.add_mutually_exclusive_group()
+    boxes.add_argument("--bboxes", metavar="BOXES_JSON",
+                       help="JSON file of person boxes (format below) instead of the detector")
+    boxes.add_argument("--whole-image", action="store_true",
+                       help="no detector: each image is one person filling it (for crops of a single person)")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR,
+                   help=f"person detector: {_PRESET_HELP} (default: {DEFAULT_DETECTOR})")
+    p.add_argument("--bbox-thr", type=float, default=0.3, metavar="S",
+                   help="keep detections scoring above S (default: 0.3, as MMPose's demo)")
+    p.add_argument("--nms-thr", type=float, default=0.3, metavar="IOU",
+                   help="drop a detection overlapping a better one by IoU above IOU (default: 0.3, as MMPose's demo)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})")
     p.add_argument("--score-threshold", type=float, default=0.3, metavar="S",
                    help="draw (and count) keypoints scoring at least S (default: 0.3); the JSON has all of them")
     p.add_argument("--box-threshold", type=float, default=0.0, metavar="S",
-                   help="COCO results boxes: drop those scoring below S (default: 0, keep all)")
+                   help="COCO results in --bboxes: drop boxes scoring below S (default: 0, keep all)")
     p.add_argument("--no-flip", action="store_true",
                    help="skip test-time flip averaging (about 2x faster, slightly less accurate)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="people per network call (default: 32)")
@@ -735,8 +879,13 @@ def build_parser():
     p.add_argument("--image-root", required=True, metavar="DIR", help="folder the annotations' file_name are in")
     p.add_argument("--bbox-file", metavar="JSON",
                    help="COCO detection results to use as person boxes instead of the annotated ones")
+    p.add_argument("--detector", metavar="PRESET",
+                   help="find the people with this detector preset (e.g. rtmdet_nano_person) on every image "
+                        "of --ann-file instead of using the annotated boxes")
     p.add_argument("--bbox-score-thr", type=float, default=None, metavar="S",
-                   help="with --bbox-file: drop detections scoring below S (default: keep all)")
+                   help="with --bbox-file or --detector: drop detections scoring below S (default: keep all)")
+    p.add_argument("--nms-thr", type=float, default=None, metavar="IOU",
+                   help="with --detector: MMPose's box NMS at IOU (default: none, as MMPose's test configs)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="people per network call (default: 32)")
     p.add_argument("--no-flip", action="store_true", help="skip test-time flip averaging")
     p.add_argument("--out", metavar="DIR", help="write DIR/keypoints.keypoints.json (COCO results) and DIR/stats.json")

@@ -134,16 +134,16 @@ def test_predict_picture_is_drawn_where_the_keypoints_are(predicted, images, mod
 
 def test_predict_prints_one_line_per_image(cached_model, preset, images, tmp_path, capsys):
     code, out, err = _run(capsys, "predict", str(images / ONE_PERSON), str(images / TWO_PEOPLE), "--preset", preset,
-                          "--out", str(tmp_path), "--no-flip", "--batch-size", "1")
+                          "--out", str(tmp_path), "--no-flip", "--batch-size", "1", "--whole-image")
     assert code == 0
     lines = out.strip().splitlines()
     assert lines[0].startswith(f"{ONE_PERSON}: 1 person") and lines[1].startswith(f"{TWO_PEOPLE}: 1 person")
     assert lines[-1].startswith("done: 2 images")
 
 
-def test_predict_without_boxes_uses_the_whole_image(cached_model, preset, model, images, tmp_path, capsys):
+def test_predict_whole_image_uses_the_whole_image(cached_model, preset, model, images, tmp_path, capsys):
     code, _, _ = _run(capsys, "predict", str(images / ONE_PERSON), "--preset", preset, "--out", str(tmp_path),
-                      "--no-flip")
+                      "--no-flip", "--whole-image")
     assert code == 0
     with open(tmp_path / f"{os.path.splitext(ONE_PERSON)[0]}_pose.json") as f:
         record = json.load(f)
@@ -185,7 +185,7 @@ def test_same_stem_in_two_folders_does_not_overwrite(cached_model, preset, image
     shutil.copy(images / ONE_PERSON, other / ONE_PERSON)
     out = tmp_path / "out"
     code, _, _ = _run(capsys, "predict", str(images / ONE_PERSON), str(other / ONE_PERSON), "--preset", preset,
-                      "--out", str(out), "--no-flip")
+                      "--out", str(out), "--no-flip", "--whole-image")
     assert code == 0
     assert {"000000234748_pose.json", "000000234748_2_pose.json"} <= set(os.listdir(out))
 
@@ -217,7 +217,7 @@ def test_error_folder_without_images(preset, tmp_path, capsys):
 def test_error_undecodable_image(cached_model, preset, tmp_path, capsys):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
-    code, _, err = _run(capsys, "predict", str(bad), "--preset", preset, "--out", str(tmp_path / "o"))
+    code, _, err = _run(capsys, "predict", str(bad), "--preset", preset, "--out", str(tmp_path / "o"), "--whole-image")
     _assert_clean_error(code, err, str(bad))
 
 
@@ -333,3 +333,155 @@ def test_python_dash_m(monkeypatch, capsys):
         runpy.run_module("keraspose", run_name="__main__", alter_sys=True)
     assert exc.value.code == 0
     assert "hrnet_w32_coco" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# Without boxes: the bundled detector finds the people (real bundled models)
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pipeline():
+    from keraspose.inference import PoseInferencer
+
+    return PoseInferencer.from_preset()
+
+
+@pytest.fixture
+def cached_pipeline(pipeline, monkeypatch):
+    """The bundled pipeline, loaded once for the module, for the default presets and thresholds."""
+    import keraspose.cli
+
+    real = keraspose.cli._load_pipeline
+
+    def load(pose, detector, bbox_thr, nms_thr):
+        if (pose, detector, bbox_thr, nms_thr) == ("tinypose_coco_256x192", "rtmdet_nano_person", 0.3, 0.3):
+            return pipeline
+        return real(pose, detector, bbox_thr, nms_thr)
+
+    monkeypatch.setattr(keraspose.cli, "_load_pipeline", load)
+
+
+def _box_iou(a, b):
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return w * h / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h)
+
+
+@pytest.mark.slow
+def test_predict_finds_the_people_by_default(cached_pipeline, images, boxes, tmp_path, capsys):
+    code, out, err = _run(capsys, "predict", str(images), "--out", str(tmp_path), "--no-flip")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].startswith(f"{ONE_PERSON}: 1 person") and lines[1].startswith(f"{TWO_PEOPLE}: 2 people")
+    for name in (ONE_PERSON, TWO_PEOPLE):
+        with open(tmp_path / f"{os.path.splitext(name)[0]}_pose.json") as f:
+            record = json.load(f)
+        assert record["detector"] == "rtmdet_nano_person" and record["preset"] == "tinypose_coco_256x192"
+        found = [inst["bbox"] for inst in record["instances"]]
+        # boxes.json holds COCO's annotated boxes of these photos: each person is found.
+        assert len(found) == len(boxes[name])
+        for truth in boxes[name]:
+            assert max(_box_iou(truth, box) for box in found) > 0.7, (name, truth, found)
+        assert all(0.3 < inst["bbox_score"] <= 1 and len(inst["keypoints"]) == 17 for inst in record["instances"])
+        assert os.path.getsize(tmp_path / f"{os.path.splitext(name)[0]}_pose.jpg") > 10_000
+
+
+def test_predict_no_person_writes_an_empty_result_and_the_picture(cached_pipeline, data_dir, tmp_path, capsys):
+    photo = data_dir / "coco_mini" / "train2017" / "000000054718.jpg"  # no person (MMPose keeps no box either)
+    code, out, err = _run(capsys, "predict", str(photo), "--out", str(tmp_path), "--no-flip")
+    assert code == 0, err
+    assert out.startswith("000000054718.jpg: 0 people")
+    with open(tmp_path / "000000054718_pose.json") as f:
+        assert json.load(f)["instances"] == []
+    picture = cv2.imread(str(tmp_path / "000000054718_pose.jpg"))
+    assert picture.shape == cv2.imread(str(photo)).shape
+    assert np.abs(picture.astype(int) - cv2.imread(str(photo)).astype(int)).mean() < 6  # nothing drawn
+
+
+@pytest.mark.slow
+def test_predict_video_writes_mp4_and_jsonl(cached_pipeline, tmp_path, capsys):
+    from test_inference import VIDEO_FRAMES, make_clip, read_frames
+
+    clip = make_clip(tmp_path / "walk.mp4")
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, "predict", str(clip), "--out", str(out), "--no-flip")
+    assert code == 0, err
+    assert sorted(os.listdir(out)) == ["walk_pose.jsonl", "walk_pose.mp4"]
+    assert len(read_frames(out / "walk_pose.mp4")) == len(VIDEO_FRAMES)
+    lines = (out / "walk_pose.jsonl").read_text().splitlines()
+    assert len(lines) == len(VIDEO_FRAMES)
+    people = [len(json.loads(line)["instances"]) for line in lines]
+    assert people == [{TWO_PEOPLE: 2, ONE_PERSON: 1}[f"{name}.jpg"] for name in VIDEO_FRAMES]
+    assert f"walk.mp4: {len(VIDEO_FRAMES)} frames (320x212, 5 fps)" in stdout
+    assert stdout.strip().splitlines()[-1].startswith("done: 1 video,")
+
+
+def test_predict_corrupt_video_is_named_and_nothing_written(cached_pipeline, tmp_path, capsys):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 50)
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, "predict", str(bad), "--out", str(out))
+    _assert_clean_error(code, err, str(bad), "cannot open")
+    assert os.listdir(out) == []
+    code, _, err = _run(capsys, "predict", str(tmp_path / "missing.mp4"), "--out", str(out))
+    _assert_clean_error(code, err, "missing.mp4")
+    code, _, err = _run(capsys, "predict", str(bad), "--bboxes", os.path.join(EXAMPLES, "boxes.json"), "--out", str(out))
+    _assert_clean_error(code, err, "--bboxes applies to images", str(bad))
+
+
+def test_predict_preset_of_the_wrong_task(images, tmp_path, capsys):
+    code, _, err = _run(capsys, "predict", str(images), "--preset", "rtmdet_nano_person", "--out", str(tmp_path))
+    _assert_clean_error(code, err, "'rtmdet_nano_person' is a detector", "keraspose.RTMDetector")
+    code, _, err = _run(capsys, "predict", str(images), "--detector", "tinypose_coco_256x192", "--out", str(tmp_path))
+    _assert_clean_error(code, err, "detector preset 'tinypose_coco_256x192'", "is a pose model")
+    assert os.listdir(tmp_path) == []
+
+
+def test_predict_boxes_and_whole_image_exclude_each_other(images, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(images), "--whole-image", "--bboxes", os.path.join(EXAMPLES, "boxes.json")])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_predict_bad_thresholds(images, capsys):
+    code, _, err = _run(capsys, "predict", str(images), "--bbox-thr", "3")
+    _assert_clean_error(code, err, "--bbox-thr must be between 0 and 1")
+
+
+def test_evaluate_detector_and_bbox_file_exclude_each_other(data_dir, tmp_path, capsys):
+    root = data_dir / "coco_mini"
+    ann = str(root / "annotations/person_keypoints_train2017.json")
+    code, _, err = _run(capsys, "evaluate", "tinypose_coco_256x192", "--ann-file", ann, "--image-root",
+                        str(root / "train2017"), "--detector", "rtmdet_nano_person", "--bbox-file", ann)
+    _assert_clean_error(code, err, "--detector and --bbox-file")
+    code, _, err = _run(capsys, "evaluate", "tinypose_coco_256x192", "--ann-file", ann, "--image-root",
+                        str(root / "train2017"), "--detector", "tinypose_coco_256x192")
+    _assert_clean_error(code, err, "'tinypose_coco_256x192' is a pose model")
+
+
+@pytest.mark.slow
+def test_evaluate_with_detector_writes_detections_and_stats(cached_pipeline, data_dir, tmp_path, capsys, monkeypatch):
+    import keraspose.cli
+
+    monkeypatch.setattr(keraspose.cli, "_load_detector", lambda handle: keraspose.cli._load_pipeline(
+        "tinypose_coco_256x192", handle, 0.3, 0.3).detector)
+    root = data_dir / "coco_mini"
+    coco = json.loads((root / "annotations/person_keypoints_train2017.json").read_text())
+    keep = {442450, 234748}  # two photos: three annotated people
+    subset = {**coco, "images": [i for i in coco["images"] if i["id"] in keep],
+              "annotations": [a for a in coco["annotations"] if a["image_id"] in keep]}
+    ann = tmp_path / "two.json"
+    ann.write_text(json.dumps(subset))
+    out = tmp_path / "eval"
+    code, stdout, err = _run(capsys, "evaluate", "tinypose_coco_256x192", "--ann-file", str(ann), "--image-root",
+                             str(root / "train2017"), "--detector", "rtmdet_nano_person", "--no-flip", "--quiet",
+                             "--bbox-score-thr", "0.1", "--out", str(out))
+    assert code == 0, err
+    detections = json.loads((out / "keypoints.bbox.json").read_text())
+    assert {d["image_id"] for d in detections} == keep and len(detections) > 3  # every box >= 0.1, not only > 0.3
+    assert min(d["score"] for d in detections) >= 0.1
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["detector"] == "rtmdet_nano_person" and stats["flip_test"] is False
+    # Three clearly visible people, found and posed: most of COCO's AP .5.
+    assert stats["stats"]["coco/AP .5"] > 0.6, stats
+    assert "on the people rtmdet_nano_person finds" in stdout

@@ -12,7 +12,7 @@ Example:
 """
 
 from keraspose.evaluation.coco_metric import COCO_STATS_NAMES, CocoMetric, evaluate_coco_results, write_json_atomic
-from keraspose.evaluation.topdown import evaluate_topdown, predict_dataset
+from keraspose.evaluation.topdown import detect_people, evaluate_topdown, evaluate_with_detector, predict_dataset
 from keraspose.evaluation.functional import (
     COCO_SIGMAS,
     compute_oks,
@@ -30,8 +30,10 @@ __all__ = [
     "COCO_STATS_NAMES",
     "CocoMetric",
     "compute_oks",
+    "detect_people",
     "evaluate_coco_results",
     "evaluate_topdown",
+    "evaluate_with_detector",
     "heatmap_argmax",
     "keypoint_auc",
     "keypoint_epe",

@@ -15,14 +15,17 @@ Only numpy crosses the model boundary, so this runs on every backend.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import tempfile
 from typing import Dict, Optional
 
 import numpy as np
 
 from keraspose.evaluation.coco_metric import CocoMetric
 
-__all__ = ["evaluate_topdown", "predict_dataset"]
+__all__ = ["detect_people", "evaluate_topdown", "evaluate_with_detector", "predict_dataset"]
 
 
 def _progress_bar(total, enabled):
@@ -133,3 +136,114 @@ def evaluate_topdown(
     for sample, keypoints, scores, area in predict_dataset(model, dataset, batch_size, flip_test, progress):
         metric.add(sample, keypoints[None], scores[None], areas=[area], bboxes=sample["bbox"])
     return metric.evaluate()
+
+
+def detect_people(detector, ann_file, image_root, *, bbox_score_thr=None, box_nms_thr=None, batch_size=8,
+                  progress=False):
+    """Person detections on every image of a COCO annotation file, as COCO detection results.
+
+    The detector sees each image listed in ``ann_file`` (people or not, as
+    MMPose's detection files cover the whole image set). Kept: the classes
+    the detector calls ``"person"``; with ``bbox_score_thr``, scores
+    ``>= bbox_score_thr``; with ``box_nms_thr``, MMPose's demo NMS (pixel-
+    inclusive IoU ``> box_nms_thr`` suppressed). Returns a list of
+    ``{"image_id", "category_id": 1, "bbox": [x, y, w, h], "score"}``, the
+    format of MMPose's ``bbox_file``.
+    """
+    from keraspose.datasets._validation import read_json
+    from keraspose.inference import filter_person_detections  # lazily: imports Keras
+
+    images = read_json(ann_file).get("images")
+    if not isinstance(images, list) or not images:
+        raise ValueError(f"detect_people: '{ann_file}' lists no images")
+    person = [i for i, name in enumerate(detector.class_names) if name == "person"]
+    if not person:
+        raise ValueError(f"the detector has no 'person' class (classes: {list(detector.class_names)[:10]})")
+    bar = None
+    if progress:
+        import keras
+
+        bar = keras.utils.Progbar(len(images), unit_name="image", verbose=1 if sys.stdout.isatty() else 2)
+    results = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        paths = [os.path.join(os.fspath(image_root), img["file_name"]) for img in batch]
+        for img, det in zip(batch, detector.predict(paths, batch_size=batch_size)):
+            if box_nms_thr is None:
+                keep = np.flatnonzero(np.isin(det.labels, person))
+                keep = keep[np.argsort(-det.scores[keep], kind="stable")]
+            else:
+                keep = filter_person_detections(det.boxes, det.scores, det.labels, person, -np.inf, box_nms_thr)
+            for (x1, y1, x2, y2), score in zip(det.boxes[keep].astype(float), det.scores[keep].astype(float)):
+                if bbox_score_thr is not None and score < bbox_score_thr:
+                    continue
+                results.append({"image_id": img["id"], "category_id": 1,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+        if bar is not None:
+            bar.update(start + len(batch))
+    return results
+
+
+def evaluate_with_detector(
+    model,
+    detector,
+    ann_file,
+    image_root,
+    *,
+    bbox_score_thr: Optional[float] = None,
+    box_nms_thr: Optional[float] = None,
+    batch_size: int = 32,
+    detector_batch_size: int = 8,
+    flip_test: Optional[bool] = None,
+    progress: bool = False,
+    outfile_prefix: Optional[str] = None,
+    **metric_kwargs,
+) -> Dict[str, float]:
+    """COCO keypoint AP of ``model`` on the boxes ``detector`` finds: the "detected boxes" protocol.
+
+    MMPose reports two APs per model: with ground-truth boxes and with a
+    person detector's boxes (its ``bbox_file``). This runs ``detector`` on
+    every image of ``ann_file`` (see :func:`detect_people`), then scores the
+    pose model on those boxes exactly as :func:`evaluate_topdown` does with a
+    ``bbox_file``: instance score = box score x mean keypoint score above 0.2,
+    OKS-NMS at 0.9, COCO keypoint AP. By default every person box the
+    detector returns is used, as MMPose's test configs do (no score
+    threshold, no extra NMS); ``bbox_score_thr``/``box_nms_thr`` give the
+    demo's filtering instead (``nms_thr`` is CocoMetric's OKS-NMS threshold).
+
+    Args:
+        model: a :class:`~keraspose.TopdownEstimator`.
+        detector: a :class:`~keraspose.RTMDetector`.
+        ann_file, image_root: the COCO keypoint annotations and their images.
+        bbox_score_thr: drop boxes scoring below it.
+        box_nms_thr: MMPose's box NMS at this IoU (pixel-inclusive areas).
+        batch_size: people per pose-network call; detector_batch_size: images per detector call.
+        flip_test: override the model's test-time flip.
+        progress: progress bars.
+        outfile_prefix: also write ``<prefix>.bbox.json`` (the detections) and
+            ``<prefix>.keypoints.json`` (COCO results).
+        **metric_kwargs: passed to :class:`CocoMetric`.
+
+    Example:
+        >>> import keraspose
+        >>> model = keraspose.TopdownEstimator.from_preset("tinypose_coco_256x192")  # doctest: +SKIP
+        >>> detector = keraspose.RTMDetector.from_preset("rtmdet_nano_person")  # doctest: +SKIP
+        >>> keraspose.evaluate_with_detector(model, detector, "val.json", "val2017")["coco/AP"]  # doctest: +SKIP
+    """
+    from keraspose.datasets import CocoStyleDataset
+    from keraspose.evaluation.coco_metric import write_json_atomic
+
+    detections = detect_people(detector, ann_file, image_root, bbox_score_thr=bbox_score_thr, box_nms_thr=box_nms_thr,
+                               batch_size=detector_batch_size, progress=progress)
+    if not detections:
+        raise ValueError(f"evaluate_with_detector: the detector found no person in the images of '{ann_file}'")
+    with tempfile.TemporaryDirectory() as tmp:
+        if outfile_prefix is not None:
+            bbox_file = write_json_atomic(detections, f"{outfile_prefix}.bbox.json")
+        else:
+            bbox_file = os.path.join(tmp, "detections.bbox.json")
+            with open(bbox_file, "w", encoding="utf-8") as f:
+                json.dump(detections, f)
+        dataset = CocoStyleDataset(ann_file, image_root, metainfo=model.metainfo, bbox_file=bbox_file, test_mode=True)
+    return evaluate_topdown(model, dataset, batch_size=batch_size, flip_test=flip_test, progress=progress,
+                            outfile_prefix=outfile_prefix, **metric_kwargs)

@@ -41,13 +41,16 @@ from keraspose.transforms import bbox_xyxy2cs, fix_aspect_ratio, get_udp_warp_ma
 class PoseResult:
     """The people found in one image. Arrays are numpy, image pixels.
 
-    keypoints: (N, K, 2) x, y; keypoint_scores: (N, K); bboxes: (N, 4) xyxy.
+    keypoints: (N, K, 2) x, y; keypoint_scores: (N, K); bboxes: (N, 4) xyxy;
+    bbox_scores: (N,) detection scores when the boxes came from a detector
+    (``keraspose.PoseInferencer``), else None.
     """
 
     keypoints: np.ndarray
     keypoint_scores: np.ndarray
     bboxes: np.ndarray
     image_path: str = None
+    bbox_scores: np.ndarray = None
 
     def __len__(self):
         return len(self.keypoints)
@@ -58,6 +61,7 @@ class PoseResult:
             "instances": [
                 {
                     "bbox": self.bboxes[i].tolist(),
+                    **({"bbox_score": float(self.bbox_scores[i])} if self.bbox_scores is not None else {}),
                     "keypoints": self.keypoints[i].tolist(),
                     "keypoint_scores": self.keypoint_scores[i].tolist(),
                 }
