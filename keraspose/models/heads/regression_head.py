@@ -77,6 +77,9 @@ class RegressionHead(PoseHead):
     def default_loss(self):
         return SmoothL1Loss(use_target_weight=True)
 
+    def config_for_keypoints(self, config, num_keypoints):
+        return {**config, "num_joints": int(num_keypoints)}
+
     def build(self, input_shape=None):
         self.built = True
 
