@@ -114,8 +114,11 @@ def test_regression_head_refuses_a_heatmap_codec():
 def test_regression_catalogue_entries():
     from keraspose.presets import get_catalogue_entry
 
-    for name, head, ap in [("deeppose_res50_coco", RegressionHead, 0.541), ("rle_res50_coco", RLEHead, 0.706)]:
+    # Trainable parameters as MMPose counts them (its model built from the same dict; RLE's includes the flow).
+    for name, head, ap, count in [("deeppose_res50_coco", RegressionHead, 0.541, 23577698),
+                                  ("rle_res50_coco", RLEHead, 0.706, 23701148)]:
         entry = get_catalogue_entry(name)
-        assert entry["reported_ap"] == ap
+        assert entry["reported_ap"] == ap and entry["num_parameters"] == count
         model = TopdownEstimator.from_preset(name, load_weights=False)
         assert type(model.head) is head and model.shift_heatmap  # MMPose's shift_coords=True
+        assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == count
