@@ -24,6 +24,7 @@ overfits 16 coco_mini people in ~30 epochs (training acc_pose 0 -> ~0.9-1.0).
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import keras
@@ -33,7 +34,7 @@ import keraspose
 from keraspose.training import TopdownPyDataset, rtmpose_recipe, train_pipeline, val_pipeline
 from keraspose.transforms import RandomBBoxTransform
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("KERASPOSE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def coco_mini_samples(root):
