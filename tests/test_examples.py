@@ -34,3 +34,13 @@ def test_train_hrnet_demo(tmp_path, monkeypatch):
           "--eval-every", "1", "--workers", "0", "--out", str(out)], monkeypatch)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps_per_epoch"] == 3 and len(summary["coco/AP"]) == 1
+
+
+@pytest.mark.long
+def test_train_rtmpose_two_stages(tmp_path, monkeypatch):
+    out = tmp_path / "rtm"
+    _run(EXAMPLES / "train_rtmpose_coco_mini.py",
+         ["--people", "8", "--epochs", "2", "--stage2-epochs", "1", "--batch-size", "8", "--out", str(out)], monkeypatch)
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["acc_pose"]) == 2 and len(history["loss"]) == 2
+    assert (out / "preset" / "config.json").exists()

@@ -10,7 +10,10 @@ models/tiny_res_coco.pth, its backbone weights), MMPose's
 ``RegressionLabel`` codec, test_cfg ``flip_test=True, shift_coords=True``, as
 in MMPose's td-reg_res50[_rle]-8xb64-210e_coco-256x192 configs. The head's
 weights (and RLE's RealNVP flow) are drawn here from a seed and stored.
-Writes tests/fixtures/regression_{deeppose,rle}_tiny_res.npz with the model
+"ipr": no neck, an ``IntegralRegressionHead`` (debias, the tiny model's own
+SimpleBaseline heatmap head as its ``simplebaseline_head``) with an
+``IntegralRegressionLabel`` codec, as ipr_res50_debias-8xb64-210e_coco-256x256.
+Writes tests/fixtures/regression_{deeppose,rle,ipr}_tiny_res.npz with the model
 dict, the head state dict ("head:<key>"), coco_mini boxes, MMPose's crops,
 raw head outputs, predictions with the flip test off and on, and the loss
 and acc_pose of the raw outputs against targets of random keypoints.
@@ -43,7 +46,8 @@ from make_rtmpose_fixture import IMAGES, people  # noqa: E402
 
 MIM = os.path.join(os.path.dirname(mmpose.__file__), ".mim")
 HEADS = {"deeppose": ("RegressionHead", 0, dict(type="SmoothL1Loss", use_target_weight=True)),
-         "rle": ("RLEHead", 1, dict(type="RLELoss", use_target_weight=True))}
+         "rle": ("RLEHead", 1, dict(type="RLELoss", use_target_weight=True)),
+         "ipr": ("IntegralRegressionHead", 2, dict(type="SmoothL1Loss", use_target_weight=True))}
 
 
 def head_weights(model, seed, dims):
@@ -73,17 +77,27 @@ def make(name):
     models = os.path.join(SHARED, "reference", "models")
     base = json.load(open(os.path.join(models, "tiny_res_coco_config.json")))
     model_cfg = copy.deepcopy(base)
-    codec = dict(type="RegressionLabel", input_size=[192, 256])
-    model_cfg["neck"] = dict(type="GlobalAveragePooling")
-    model_cfg["head"] = dict(type=head_type, in_channels=64, num_joints=17, loss=loss, decoder=codec)
+    if head_type == "IntegralRegressionHead":
+        codec = dict(type="IntegralRegressionLabel", input_size=[192, 256], heatmap_size=[48, 64], sigma=2.0,
+                     normalize=True)
+        model_cfg["head"] = dict(type=head_type, in_channels=64, in_featuremap_size=(6, 8), num_joints=17,
+                                 debias=True, deconv_out_channels=[32, 32, 32], deconv_kernel_sizes=[4, 4, 4],
+                                 loss=loss, decoder=codec)
+    else:
+        codec = dict(type="RegressionLabel", input_size=[192, 256])
+        model_cfg["neck"] = dict(type="GlobalAveragePooling")
+        model_cfg["head"] = dict(type=head_type, in_channels=64, num_joints=17, loss=loss, decoder=codec)
     model_cfg["test_cfg"] = dict(flip_test=True, shift_coords=True)
     model = MODELS.build(model_cfg)
     state = torch.load(os.path.join(models, "tiny_res_coco.pth"), map_location="cpu", weights_only=True)["state_dict"]
     backbone = {k: v for k, v in state.items() if k.startswith("backbone.")}
     dims = 4 if head_type == "RLEHead" else 2
-    head = head_weights(model, 100 + seed, dims)
+    if head_type == "IntegralRegressionHead":  # the tiny model's trained-shape heatmap head, renamed
+        head = {k.replace("head.", "head.simplebaseline_head.", 1): v for k, v in state.items() if k.startswith("head.")}
+    else:
+        head = head_weights(model, 100 + seed, dims)
     missing, unexpected = model.load_state_dict({**backbone, **head}, strict=False)
-    assert not unexpected and all(k.startswith("head.loss_module.flow_model.") and k.split(".")[-1] in ("loc", "cov", "mask")
+    assert not unexpected and all(k.split(".")[-1] in ("loc", "cov", "mask", "linspace_x", "linspace_y")
                                   for k in missing), (missing, unexpected)
     model.eval()
     meta = parse_pose_metainfo(dict(from_file=os.path.join(MIM, "configs", "_base_", "datasets", "coco.py")))
@@ -101,6 +115,8 @@ def make(name):
     with torch.no_grad():
         batch = model.data_preprocessor(pseudo_collate(samples), False)
         raw = model(batch["inputs"], None, mode="tensor")
+        if isinstance(raw, tuple):  # IntegralRegressionHead: (coordinates, heatmaps)
+            raw = raw[0]
         results = {}
         for flip in (False, True):
             model.test_cfg = dict(model_cfg["test_cfg"], flip_test=flip)
@@ -116,7 +132,9 @@ def make(name):
         enc = [RegressionLabel(input_size=(192, 256)).encode(kpts[i : i + 1], vis[i : i + 1]) for i in range(n)]
         labels = torch.from_numpy(np.concatenate([e["keypoint_labels"] for e in enc]))
         weights = torch.from_numpy(np.concatenate([e["keypoint_weights"] for e in enc]).astype(np.float32))
-        if head_type == "RLEHead":
+        if head_type == "IntegralRegressionHead":
+            loss_value = model.head.loss_module(raw, labels, weights)
+        elif head_type == "RLEHead":
             loss_value = model.head.loss_module(raw[..., :2], raw[..., 2:4], labels, weights.unsqueeze(-1))
         else:
             loss_value = model.head.loss_module(raw, labels, weights.unsqueeze(-1))

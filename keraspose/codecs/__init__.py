@@ -2,6 +2,6 @@
 
 from keraspose.codecs.base import KeypointCodec
 from keraspose.codecs.heatmap import MSRAHeatmap, UDPHeatmap
-from keraspose.codecs.regression import RegressionLabel, SimCCLabel
+from keraspose.codecs.regression import IntegralRegressionLabel, RegressionLabel, SimCCLabel
 
-__all__ = ["KeypointCodec", "MSRAHeatmap", "UDPHeatmap", "RegressionLabel", "SimCCLabel"]
+__all__ = ["IntegralRegressionLabel", "KeypointCodec", "MSRAHeatmap", "UDPHeatmap", "RegressionLabel", "SimCCLabel"]

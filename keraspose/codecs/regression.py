@@ -267,3 +267,64 @@ class SimCCLabel(KeypointCodec):
     def batch_decode(self, outputs, simcc_y=None):
         # decode() already handles any leading instance/batch axis.
         return self.decode(outputs, simcc_y)
+
+
+@keras.saving.register_keras_serializable(package="keraspose")
+class IntegralRegressionLabel(KeypointCodec):
+    """Integral regression (IPR/DSNT): normalised coordinates plus Gaussian heatmaps.
+
+    ``encode`` gives MSRA heatmaps (``heatmaps (K, H, W)``, divided by their
+    sum when ``normalize``, as training targets of DSNT-style heatmap losses)
+    and :class:`RegressionLabel`'s ``keypoint_labels``/``keypoint_weights``;
+    ``decode`` reads the head's normalised coordinates (scores 1).
+
+    Example:
+        >>> import numpy as np
+        >>> codec = IntegralRegressionLabel((192, 256), (48, 64), sigma=2.0)
+        >>> enc = codec.encode(np.array([[[96.0, 64.0]]]))
+        >>> enc["keypoint_labels"].tolist(), round(float(enc["heatmaps"].sum()), 4)
+        ([[[0.5, 0.25]]], 1.0)
+    """
+
+    output_names = ("coordinates",)
+    target_names = ("keypoint_labels", "heatmaps")
+
+    def __init__(self, input_size, heatmap_size, sigma, unbiased=False, blur_kernel_size=11, normalize=True):
+        from keraspose.codecs.heatmap import MSRAHeatmap
+
+        self.heatmap_codec = MSRAHeatmap(input_size, heatmap_size, sigma, unbiased, blur_kernel_size)
+        self.keypoint_codec = RegressionLabel(input_size)
+        self.input_size = self.keypoint_codec.input_size
+        self.heatmap_size = self.heatmap_codec.heatmap_size
+        self.normalize = bool(normalize)
+
+    def get_config(self) -> dict[str, Any]:
+        config = self.heatmap_codec.get_config()
+        config["normalize"] = self.normalize
+        return config
+
+    def encode(self, keypoints, keypoints_visible=None) -> dict:
+        heatmaps = self.heatmap_codec.encode(keypoints, keypoints_visible)["heatmaps"]
+        encoded = self.keypoint_codec.encode(keypoints, keypoints_visible)
+        if self.normalize:
+            heatmaps = heatmaps / (heatmaps.sum(axis=(-1, -2)).reshape(-1, 1, 1) + 1e-24)
+        encoded["heatmaps"] = heatmaps.astype(np.float32)
+        return encoded
+
+    def decode(self, encoded):
+        """Normalised coordinates ``(N, K, 2)`` (or ``{"coordinates": ...}``) -> keypoints, scores (1)."""
+        return self.keypoint_codec.decode(self.named_outputs(encoded)["coordinates"])
+
+    def batch_decode(self, batch):
+        return self.decode(batch)
+
+    def batch_targets(self, encoded_samples):
+        batch = {
+            "keypoint_labels": np.concatenate([np.asarray(e["keypoint_labels"], np.float32) for e in encoded_samples]),
+            # (K, h, w) per sample -> (B, h, w, K), the networks' channels-last layout.
+            "heatmaps": np.stack([np.transpose(e["heatmaps"], (1, 2, 0)) for e in encoded_samples]).astype(np.float32),
+        }
+        batch["keypoint_weights"] = np.stack(
+            [np.asarray(e["keypoint_weights"], np.float32).reshape(-1) for e in encoded_samples]
+        )
+        return batch

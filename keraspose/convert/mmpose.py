@@ -19,10 +19,10 @@ import warnings
 
 import numpy as np
 
-from keraspose.codecs import MSRAHeatmap, RegressionLabel, SimCCLabel, UDPHeatmap
+from keraspose.codecs import IntegralRegressionLabel, MSRAHeatmap, RegressionLabel, SimCCLabel, UDPHeatmap
 from keraspose.convert.checkpoints import ConversionError  # one error class for every converter
 from keraspose.models.cspnext import CSPNeXtBackbone
-from keraspose.models.heads import GlobalAveragePooling, HeatmapHead, RegressionHead, RLEHead
+from keraspose.models.heads import GlobalAveragePooling, HeatmapHead, IntegralRegressionHead, RegressionHead, RLEHead
 from keraspose.models.hrnet import HRNetBackbone
 from keraspose.models.resnet import ResNetBackbone
 from keraspose.models.rtmpose import RTMCCHead
@@ -76,6 +76,12 @@ def _build_codec(cfg):
             input_size=tuple(cfg["input_size"]), heatmap_size=tuple(cfg["heatmap_size"]),
             heatmap_type=cfg.get("heatmap_type", "gaussian"), sigma=cfg.get("sigma", 2.0),
             radius_factor=cfg.get("radius_factor", 0.0546875), blur_kernel_size=cfg.get("blur_kernel_size", 11),
+        )
+    if kind == "IntegralRegressionLabel":
+        return IntegralRegressionLabel(
+            input_size=tuple(cfg["input_size"]), heatmap_size=tuple(cfg["heatmap_size"]), sigma=cfg["sigma"],
+            unbiased=cfg.get("unbiased", False), blur_kernel_size=cfg.get("blur_kernel_size", 11),
+            normalize=cfg.get("normalize", True),
         )
     if kind == "RegressionLabel":
         return RegressionLabel(input_size=tuple(cfg["input_size"]))
@@ -146,15 +152,35 @@ def _build_regression_head(cfg):
     )
 
 
+def _build_integral_head(cfg):
+    codec_cfg = cfg.get("decoder") or cfg.get("encoder")
+    final = cfg.get("final_layer", {"kernel_size": 1})
+    if final is None:
+        raise ConversionError("IntegralRegressionHead with final_layer=None is not supported")
+    return IntegralRegressionHead(
+        num_joints=cfg["num_joints"], in_featuremap_size=tuple(cfg["in_featuremap_size"]),
+        debias=cfg.get("debias", False), beta=cfg.get("beta", 1.0),
+        deconv_out_channels=cfg.get("deconv_out_channels", (256, 256, 256)),
+        deconv_kernel_sizes=cfg.get("deconv_kernel_sizes", (4, 4, 4)),
+        conv_out_channels=cfg.get("conv_out_channels"), conv_kernel_sizes=cfg.get("conv_kernel_sizes"),
+        final_kernel_size=final.get("kernel_size", 1),
+        codec=_build_codec(codec_cfg) if codec_cfg else None, loss=_build_loss(cfg.get("loss"), "SmoothL1Loss"),
+        name="head",
+    )
+
+
 def _build_head(cfg):
     kind = cfg.get("type")
+    if kind == "IntegralRegressionHead":
+        return _build_integral_head(cfg)
     if kind == "RTMCCHead":
         return _build_rtmcc_head(cfg)
     if kind in ("RegressionHead", "RLEHead"):
         return _build_regression_head(cfg)
     if kind != "HeatmapHead":
         raise ConversionError(
-            f"head {kind!r} is not supported yet (supported: HeatmapHead, RTMCCHead, RegressionHead, RLEHead)"
+            f"head {kind!r} is not supported yet (supported: HeatmapHead, RTMCCHead, RegressionHead, RLEHead, "
+            "IntegralRegressionHead)"
         )
     codec_cfg = cfg.get("decoder") or cfg.get("encoder")
     final = cfg.get("final_layer", {"kernel_size": 1})

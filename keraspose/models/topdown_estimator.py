@@ -462,7 +462,7 @@ class TopdownEstimator(keras.Model, PresetMixin):
             self.build()
         config = self.get_config()
         head = dict(config["head"])
-        head["config"] = {**head["config"], "out_channels": metainfo.num_keypoints}
+        head["config"] = self.head.config_for_keypoints(head["config"], metainfo.num_keypoints)
         config["head"] = head
         config["metainfo"] = metainfo
         config["name"] = f"{self.name}_{metainfo.dataset_name}"

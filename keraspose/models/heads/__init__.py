@@ -1,4 +1,10 @@
 from keraspose.models.heads.heatmap_head import HeatmapHead
-from keraspose.models.heads.regression_head import GlobalAveragePooling, RealNVP, RegressionHead, RLEHead
+from keraspose.models.heads.regression_head import (
+    GlobalAveragePooling,
+    IntegralRegressionHead,
+    RealNVP,
+    RegressionHead,
+    RLEHead,
+)
 
-__all__ = ["GlobalAveragePooling", "HeatmapHead", "RealNVP", "RegressionHead", "RLEHead"]
+__all__ = ["GlobalAveragePooling", "HeatmapHead", "IntegralRegressionHead", "RealNVP", "RegressionHead", "RLEHead"]

@@ -98,6 +98,10 @@ class PoseHead(BaseLayer):
         """Codec-layout outputs for zero crops."""
         return None
 
+    def config_for_keypoints(self, config, num_keypoints):
+        """This head's config for ``num_keypoints`` keypoints (``with_keypoint_set``)."""
+        return {**config, "out_channels": int(num_keypoints)}
+
     # -- serialisation ------------------------------------------------------
     def get_config(self):
         config = super().get_config()

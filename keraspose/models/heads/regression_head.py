@@ -77,6 +77,9 @@ class RegressionHead(PoseHead):
     def default_loss(self):
         return SmoothL1Loss(use_target_weight=True)
 
+    def config_for_keypoints(self, config, num_keypoints):
+        return {**config, "num_joints": int(num_keypoints)}
+
     def build(self, input_shape=None):
         self.built = True
 
@@ -240,3 +243,118 @@ class RLEHead(RegressionHead):
 
     def checkpoint_tensors(self, prefix="head"):
         return super().checkpoint_tensors(prefix) + self.flow.checkpoint_tensors(f"{prefix}.loss_module.flow_model")
+
+
+@keras.saving.register_keras_serializable(package="keraspose")
+class IntegralRegressionHead(RegressionHead):
+    """Integral regression (Sun et al., "Integral Human Pose Regression"; MMPose's ``IntegralRegressionHead``).
+
+    A SimpleBaseline heatmap head (deconvolutions, convs, final conv; or only
+    a final conv without deconvolutions), a softmax over each map
+    (``beta`` times the logits) and its expected position: normalised
+    coordinates ``x / W``, ``y / H``. With ``debias`` the expectation is
+    corrected for the softmax's uniform floor (``C / (C - 1) * (p - 1 / 2C)``,
+    ``C`` the sum of the exponentials).
+
+    Outputs ``{"coordinates": (B, K, 2), "heatmaps": (B, h, w, K)}`` (the
+    softmax maps, for heatmap losses); the codec
+    (:class:`~keraspose.codecs.IntegralRegressionLabel`) decodes the
+    coordinates. The flip test merges coordinates as :class:`RegressionHead`.
+
+    Example:
+    >>> import numpy as np
+    >>> head = IntegralRegressionHead(17, (6, 8), deconv_out_channels=(16,), deconv_kernel_sizes=(4,),
+    ...                               data_format="channels_last")
+    >>> out = head([np.zeros((1, 8, 6, 32), "float32")])
+    >>> tuple(out["coordinates"].shape), tuple(out["heatmaps"].shape)
+    ((1, 17, 2), (1, 16, 12, 17))
+    """
+
+    output_names = ("coordinates",)
+    suggested_codec = "IntegralRegressionLabel"
+
+    def __init__(self, num_joints, in_featuremap_size, debias=False, beta=1.0, deconv_out_channels=(256, 256, 256),
+                 deconv_kernel_sizes=(4, 4, 4), conv_out_channels=None, conv_kernel_sizes=None, final_kernel_size=1,
+                 codec=None, loss=None, data_format=None, **kwargs):
+        # Not RegressionHead.__init__: this head has no fully-connected layer.
+        PoseHead.__init__(self, codec=codec, loss=loss, data_format=data_format, **kwargs)
+        from keraspose.layers import ConvBN
+        from keraspose.models.heads.heatmap_head import HeatmapHead
+
+        self.num_joints = int(num_joints)
+        self.in_featuremap_size = (int(in_featuremap_size[0]), int(in_featuremap_size[1]))
+        self.debias = bool(debias)
+        self.beta = float(beta)
+        self.deconv_out_channels = list(deconv_out_channels or [])
+        self.deconv_kernel_sizes = list(deconv_kernel_sizes or [])
+        self.conv_out_channels = list(conv_out_channels or [])
+        self.conv_kernel_sizes = list(conv_kernel_sizes or [])
+        self.final_kernel_size = int(final_kernel_size)
+        scale = 2 ** len(self.deconv_out_channels)
+        self.heatmap_size = (self.in_featuremap_size[0] * scale, self.in_featuremap_size[1] * scale)
+        if self.deconv_out_channels:
+            self.simplebaseline_head = HeatmapHead(
+                self.num_joints, self.deconv_out_channels, self.deconv_kernel_sizes, self.conv_out_channels,
+                self.conv_kernel_sizes, self.final_kernel_size, data_format=data_format, name="simplebaseline_head",
+            )
+            self.final_layer = None
+        else:
+            self.simplebaseline_head = None
+            self.final_layer = ConvBN(self.num_joints, self.final_kernel_size, norm=False, use_bias=True,
+                                      data_format=data_format, name="final_layer")
+        w, h = self.heatmap_size
+        # Pixel (i, j) of the flattened (h, w) map sits at x = j / W, y = i / H (MMPose's linspace).
+        self._grid_x = np.tile(np.arange(w, dtype=np.float32) / w, h)
+        self._grid_y = np.repeat(np.arange(h, dtype=np.float32) / h, w)
+
+    def call(self, feats, training=None):
+        if self.simplebaseline_head is not None:
+            maps = self.simplebaseline_head(feats, training=training)
+        else:
+            maps = self.final_layer(feats[-1] if isinstance(feats, (list, tuple)) else feats, training=training)
+        if self.data_format == "channels_first":
+            maps = ops.transpose(maps, (0, 2, 3, 1))
+        w, h = self.heatmap_size
+        logits = ops.reshape(maps, (-1, h * w, self.num_joints))
+        heatmaps = ops.softmax(logits * self.beta, axis=1)
+        grid_x = ops.convert_to_tensor(self._grid_x[None, :, None], dtype=heatmaps.dtype)
+        grid_y = ops.convert_to_tensor(self._grid_y[None, :, None], dtype=heatmaps.dtype)
+        px = ops.sum(heatmaps * grid_x, axis=1)
+        py = ops.sum(heatmaps * grid_y, axis=1)
+        if self.debias:
+            c = ops.sum(ops.exp(logits), axis=1)
+            px = c / (c - 1) * (px - 1 / (2 * c))
+            py = c / (c - 1) * (py - 1 / (2 * c))
+        return {"coordinates": ops.stack([px, py], axis=-1), "heatmaps": ops.reshape(heatmaps, (-1, h, w, self.num_joints))}
+
+    def compute_loss(self, outputs, targets):
+        return super().compute_loss(outputs["coordinates"], targets)
+
+    def accuracy(self, outputs, targets, thr=0.05):
+        return super().accuracy(outputs["coordinates"], targets, thr)
+
+    def to_codec_layout(self, outputs):
+        # Decoding and the flip test need only the coordinates.
+        return np.asarray(outputs["coordinates"], np.float32)
+
+    def config_for_keypoints(self, config, num_keypoints):
+        return {**config, "num_joints": int(num_keypoints)}
+
+    def checkpoint_keys(self, prefix="head"):
+        if self.simplebaseline_head is not None:
+            return self.simplebaseline_head.checkpoint_keys(f"{prefix}.simplebaseline_head")
+        return [(self.final_layer, f"{prefix}.final_layer", None)]
+
+    def checkpoint_tensors(self, prefix="head"):
+        # MMPose stores its fixed sampling grids as (frozen) parameters.
+        return [(f"{prefix}.linspace_x", None, "buffer"), (f"{prefix}.linspace_y", None, "buffer")]
+
+    def get_config(self):
+        config = PoseHead.get_config(self)
+        config.update(
+            num_joints=self.num_joints, in_featuremap_size=list(self.in_featuremap_size), debias=self.debias,
+            beta=self.beta, deconv_out_channels=self.deconv_out_channels, deconv_kernel_sizes=self.deconv_kernel_sizes,
+            conv_out_channels=self.conv_out_channels, conv_kernel_sizes=self.conv_kernel_sizes,
+            final_kernel_size=self.final_kernel_size,
+        )
+        return config
