@@ -50,9 +50,13 @@ def main():
                         help="folder holding the ncnn Python package, if not in the MMPose venv")
     parser.add_argument("--mmpose-python", help="the MMPose venv's python (default: found as in _reference.py)")
     parser.add_argument("--no-reference", action="store_true", help="time keraspose only")
+    parser.add_argument("--omp-passive", action="store_true",
+                        help="OMP_WAIT_POLICY=PASSIVE for torch's OpenMP (see bench_detector.py)")
     args = parser.parse_args()
     if args.backend:
         os.environ["KERAS_BACKEND"] = args.backend
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read once, when the OpenMP runtime starts
 
     import cv2
     import keras
@@ -114,7 +118,8 @@ def main():
     n = len(rgb)
     people = sum(len(r) for r in results[sizes[0]])
     print(f"# detect + estimate on coco_mini ({n} images decoded beforehand, {people} people found), "
-          f"rtmdet_nano_person + tinypose_coco_256x192, flip off, {args.threads} threads; keraspose backend "
+          f"rtmdet_nano_person + tinypose_coco_256x192, flip off, {args.threads} threads "
+          f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); keraspose backend "
           f"{keras.config.backend()}, keras {keras.__version__}; machine: {machine_description()}")
     if server:
         reference = ask("results")

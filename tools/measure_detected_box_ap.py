@@ -1,4 +1,4 @@
-"""Keypoint AP of the bundled PP-TinyPose presets on detected boxes, next to ground-truth boxes; updates their model cards.
+"""Keypoint AP of the bundled PP-TinyPose presets on detected and ground-truth boxes; updates their model cards.
 
     PYTHONPATH=$PWD python3 tools/measure_detected_box_ap.py [--sizes 256x192,128x96] [--shared ../shared]
 
