@@ -19,7 +19,9 @@ is a PaddleDetection model shipped as ncnn), so this is the nearest
 reference that runs the same networks; it is a deployment runtime, not
 MMPose's PyTorch.
 
-Both sides use ``--threads`` threads. Passes over the 80 images alternate
+Both sides use ``--threads`` threads; the reference always runs with
+``OMP_WAIT_POLICY=PASSIVE`` (ncnn uses OpenMP; spinning waits on a shared
+machine slowed it 10x). Passes over the 80 images alternate
 between the sides (the reference is a server process waiting on stdin), so
 a load change on a shared machine hits both. Prints images/s of each side
 (best pass of ``--repeats``), the ratio keraspose / reference (> 1:
@@ -78,7 +80,11 @@ def main():
                    "--shared", str(SHARED), "--tests", str(REPO / "tests"), "--threads", str(args.threads)]
         if args.ncnn_path:
             command += ["--ncnn-path", args.ncnn_path]
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONWARNINGS="ignore")
+        # ncnn runs on OpenMP: with its default spinning waits and other work on the cores
+        # it was 10x slower (0.8 vs 8.6 img/s here); passive waits are its best setting on a
+        # shared machine, whatever keraspose's backend.
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OMP_WAIT_POLICY="PASSIVE",
+                   PYTHONWARNINGS="ignore")
         env.pop("KERAS_BACKEND", None)
         server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         hello = json.loads(server.stdout.readline() or "{}")
@@ -140,7 +146,7 @@ def main():
                     if confident.any():
                         worst = max(worst, float(np.abs(np.array(keypoints) - kp_ours)[confident].max()))
         rate_ref = n / best_ref
-        print(f"reference ({ask_versions}): {rate_ref:6.2f} img/s "
+        print(f"reference ({ask_versions}; OMP_WAIT_POLICY=PASSIVE): {rate_ref:6.2f} img/s "
               f"({best_ref:.1f} s per pass, best of {args.repeats})")
         print(f"agreement: {n - diff_images}/{n} images with the same number of people; confident keypoints "
               f"of matching boxes within {worst:.2f} px")
