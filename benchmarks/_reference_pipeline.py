@@ -75,11 +75,15 @@ def main():
         people = []
         for box in dets:
             data = affine(center_scale({"img": rgb, "bbox": box[None].astype(np.float32)}))
-            x = ((data["img"].astype(np.float32) - mean) / std).transpose(2, 0, 1)
+            # ncnn.Mat wraps the array without copying it: keep it alive until extract() has run.
+            x = np.ascontiguousarray(((data["img"].astype(np.float32) - mean) / std).transpose(2, 0, 1))
+            mat = ncnn.Mat(x)
             extractor = net.create_extractor()
-            extractor.input("image", ncnn.Mat(np.ascontiguousarray(x)))
+            extractor.input("image", mat)
             _, out = extractor.extract("save_infer_model/scale_0.tmp_1")
-            keypoints, keypoint_scores = codec.decode(np.array(out))
+            heatmaps = np.array(out)  # a copy, made while the extractor still owns the blob
+            del extractor, mat, x
+            keypoints, keypoint_scores = codec.decode(heatmaps)
             scale = data["input_scale"].reshape(1, 1, 2)
             keypoints = keypoints / np.array([w, h]) * scale + data["input_center"].reshape(1, 1, 2) - 0.5 * scale
             people.append((box.tolist(), keypoints[0].tolist(), keypoint_scores[0].tolist()))

@@ -19,7 +19,9 @@ is a PaddleDetection model shipped as ncnn), so this is the nearest
 reference that runs the same networks; it is a deployment runtime, not
 MMPose's PyTorch.
 
-Both sides use ``--threads`` threads. Passes over the 80 images alternate
+Both sides use ``--threads`` threads; the reference always runs with
+``OMP_WAIT_POLICY=PASSIVE`` (ncnn uses OpenMP; spinning waits on a shared
+machine slowed it 10x). Passes over the 80 images alternate
 between the sides (the reference is a server process waiting on stdin), so
 a load change on a shared machine hits both. Prints images/s of each side
 (best pass of ``--repeats``), the ratio keraspose / reference (> 1:
@@ -50,9 +52,13 @@ def main():
                         help="folder holding the ncnn Python package, if not in the MMPose venv")
     parser.add_argument("--mmpose-python", help="the MMPose venv's python (default: found as in _reference.py)")
     parser.add_argument("--no-reference", action="store_true", help="time keraspose only")
+    parser.add_argument("--omp-passive", action="store_true",
+                        help="OMP_WAIT_POLICY=PASSIVE for torch's OpenMP (see bench_detector.py)")
     args = parser.parse_args()
     if args.backend:
         os.environ["KERAS_BACKEND"] = args.backend
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read once, when the OpenMP runtime starts
 
     import cv2
     import keras
@@ -74,7 +80,11 @@ def main():
                    "--shared", str(SHARED), "--tests", str(REPO / "tests"), "--threads", str(args.threads)]
         if args.ncnn_path:
             command += ["--ncnn-path", args.ncnn_path]
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONWARNINGS="ignore")
+        # ncnn runs on OpenMP: with its default spinning waits and other work on the cores
+        # it was 10x slower (0.8 vs 8.6 img/s here); passive waits are its best setting on a
+        # shared machine, whatever keraspose's backend.
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OMP_WAIT_POLICY="PASSIVE",
+                   PYTHONWARNINGS="ignore")
         env.pop("KERAS_BACKEND", None)
         server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         hello = json.loads(server.stdout.readline() or "{}")
@@ -114,7 +124,8 @@ def main():
     n = len(rgb)
     people = sum(len(r) for r in results[sizes[0]])
     print(f"# detect + estimate on coco_mini ({n} images decoded beforehand, {people} people found), "
-          f"rtmdet_nano_person + tinypose_coco_256x192, flip off, {args.threads} threads; keraspose backend "
+          f"rtmdet_nano_person + tinypose_coco_256x192, flip off, {args.threads} threads "
+          f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); keraspose backend "
           f"{keras.config.backend()}, keras {keras.__version__}; machine: {machine_description()}")
     if server:
         reference = ask("results")
@@ -135,7 +146,7 @@ def main():
                     if confident.any():
                         worst = max(worst, float(np.abs(np.array(keypoints) - kp_ours)[confident].max()))
         rate_ref = n / best_ref
-        print(f"reference ({ask_versions}): {rate_ref:6.2f} img/s "
+        print(f"reference ({ask_versions}; OMP_WAIT_POLICY=PASSIVE): {rate_ref:6.2f} img/s "
               f"({best_ref:.1f} s per pass, best of {args.repeats})")
         print(f"agreement: {n - diff_images}/{n} images with the same number of people; confident keypoints "
               f"of matching boxes within {worst:.2f} px")

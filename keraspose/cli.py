@@ -11,8 +11,8 @@ is reported as one ``keraspose: error: ...`` line on stderr with exit code 2;
 
 Example:
 >>> from keraspose.cli import main
->>> main(["predict", "examples/images", "--bboxes", "examples/images/boxes.json", "--out", "poses"])  # doctest: +SKIP
-000000129648.jpg: 9 people, 121/153 keypoints >= 0.3 -> poses/000000129648_pose.jpg, poses/000000129648_pose.json
+>>> main(["predict", "examples/images", "--out", "poses"])  # doctest: +SKIP
+000000129648.jpg: 12 people, 122/204 keypoints >= 0.3 -> poses/000000129648_pose.jpg, poses/000000129648_pose.json
 ...
 0
 """
@@ -190,13 +190,14 @@ def _load_detector(preset):
 
 def _check_tasks(pose_preset, detector_preset):
     """A catalogue name of the wrong task fails before either model is loaded."""
-    from keraspose.inference import _check_catalogue_task
+    from keraspose.inference import check_catalogue_task
     from keraspose.models.rtmdet import RTMDetector
     from keraspose.models.topdown_estimator import TopdownEstimator
 
-    for cls, handle, what in ((TopdownEstimator, pose_preset, "preset"), (RTMDetector, detector_preset, "detector preset")):
+    checks = ((TopdownEstimator, pose_preset, "preset"), (RTMDetector, detector_preset, "detector preset"))
+    for cls, handle, what in checks:
         try:
-            _check_catalogue_task(cls, handle)
+            check_catalogue_task(cls, handle)
         except ValueError as err:
             raise CLIError(f"cannot load {what} {handle!r}: {err}") from err
 

@@ -41,14 +41,14 @@ import cv2
 import numpy as np
 
 from keraspose.models.rtmdet import RTMDetector
-from keraspose.models.topdown_estimator import PoseResult, TopdownEstimator, load_image
+from keraspose.models.topdown_estimator import TopdownEstimator, load_image
 from keraspose.ops import nms
 from keraspose.presets import catalogue_task, check_preset_task, get_catalogue_entry
 from keraspose.presets.hub import parse_handle
 from keraspose.utils.atomic import atomic_write
 from keraspose.visualization import visualize
 
-__all__ = ["PoseInferencer", "filter_person_detections", "VIDEO_EXTENSIONS"]
+__all__ = ["PoseInferencer", "check_catalogue_task", "filter_person_detections", "VIDEO_EXTENSIONS"]
 
 #: File extensions ``keraspose predict`` treats as videos.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
@@ -89,7 +89,7 @@ def filter_person_detections(boxes, scores, labels, person_labels=(0,), bbox_thr
     return order[nms(boxes[order], scores[order], float(nms_threshold), offset=1.0)]
 
 
-def _check_catalogue_task(model_class, handle):
+def check_catalogue_task(model_class, handle):
     """``PresetTaskError`` now if ``handle`` names a catalogue preset of another task (no loading)."""
     if not isinstance(handle, str) or parse_handle(handle).kind != "catalogue":
         return
@@ -168,7 +168,7 @@ class PoseInferencer:
         """
         # A catalogue name of the wrong task fails before either model is loaded.
         for model_class, handle in ((TopdownEstimator, pose), (RTMDetector, detector)):
-            _check_catalogue_task(model_class, handle)
+            check_catalogue_task(model_class, handle)
         estimator = pose if isinstance(pose, TopdownEstimator) else TopdownEstimator.from_preset(pose)
         detector = detector if isinstance(detector, RTMDetector) else RTMDetector.from_preset(detector)
         return cls(estimator, detector, **kwargs)
@@ -326,7 +326,9 @@ def _read_frames(capture, first, path):
         if not ok or frame is None:
             return
         if frame.shape[:2] != (height, width):
-            raise ValueError(f"{path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first was {width}x{height}")
+            raise ValueError(
+                f"{path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, the first was {width}x{height}"
+            )
         yield frame
         index += 1
 

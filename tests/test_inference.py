@@ -151,7 +151,8 @@ def test_no_person_gives_an_empty_result(pipeline, coco_mini, golden):
 def test_given_boxes_skip_the_detector(pipeline, monkeypatch):
     calls = []
     real = pipeline.detector.predict
-    monkeypatch.setattr(pipeline.detector, "predict", lambda images, **kw: calls.append(len(images)) or real(images, **kw))
+    monkeypatch.setattr(pipeline.detector, "predict",
+                        lambda images, **kw: calls.append(len(images)) or real(images, **kw))
     photo = str(EXAMPLES / "000000442450.jpg")
     with open(EXAMPLES / "boxes.json") as f:
         boxes = np.array(json.load(f)["000000442450.jpg"], np.float32)
