@@ -22,8 +22,11 @@ convolutional pose network, or because it cannot express PyTorch's semantics:
   that caches its folded inference kernel does not pay a permute per call.
 
 Backends: ``torch`` calls ``torch.nn.functional`` directly; ``tensorflow``
-uses ``tf.nn`` where it supports explicit padding; everything else (jax)
-goes through ``keras.ops`` with an explicit pad.
+uses ``tf.nn`` where it supports explicit padding; ``jax`` calls ``jax.lax``
+(``conv_general_dilated``, ``conv_transpose``, ``reduce_window``), which takes
+PyTorch's padding as explicit ``(low, high)`` pairs, so no padded copy of the
+input is made and grouped convolutions are one call (``feature_group_count``).
+Any other backend goes through ``keras.ops`` with an explicit pad.
 """
 
 import contextlib
@@ -38,6 +41,8 @@ if BACKEND == "torch":
     import torch.nn.functional as F
 elif BACKEND == "tensorflow":
     import tensorflow as tf
+elif BACKEND == "jax":
+    from jax import lax
 
 _DATA_FORMATS = ("channels_first", "channels_last")
 
@@ -109,6 +114,16 @@ def conv2d_native(
             y = F.conv2d(x, kernel, bias, strides, padding, dilation, groups)
         return y.permute(0, 2, 3, 1) if data_format == "channels_last" else y
 
+    if BACKEND == "jax":
+        # The kernel's (kh, kw, in // groups, out) is lax's HWIO for
+        # feature_group_count=groups: depthwise and grouped convs are one call.
+        y = lax.conv_general_dilated(
+            x, kernel, (strides, strides), [(padding, padding)] * 2,
+            rhs_dilation=(dilation, dilation), dimension_numbers=_lax_dimension_numbers(data_format),
+            feature_group_count=groups,
+        )
+        return _add_bias(y, bias, data_format)
+
     in_channels = x.shape[channel_axis(data_format)]
     depthwise = groups > 1 and groups == in_channels
     if BACKEND == "tensorflow" and not depthwise and groups == 1:
@@ -137,9 +152,19 @@ def conv2d_native(
             )
         else:
             y = ops.conv(x, kernel, strides, "valid", data_format, dilation)
-    if bias is not None:
-        y = y + (ops.reshape(bias, (1, -1, 1, 1)) if data_format == "channels_first" else bias)
-    return y
+    return _add_bias(y, bias, data_format)
+
+
+def _add_bias(y, bias, data_format):
+    if bias is None:
+        return y
+    return y + (ops.reshape(bias, (1, -1, 1, 1)) if data_format == "channels_first" else bias)
+
+
+def _lax_dimension_numbers(data_format):
+    """lax's (input, kernel, output) layouts; kernels stay in Keras' HWIO."""
+    image = "NCHW" if data_format == "channels_first" else "NHWC"
+    return (image, "HWIO", image)
 
 
 def _pointwise(x, kernel, strides, padding, groups):
@@ -177,6 +202,19 @@ def conv2d_transpose_native(
             x = x.permute(0, 3, 1, 2)
         y = F.conv_transpose2d(x, kernel, bias, strides, padding, output_padding)
         return y.permute(0, 2, 3, 1) if data_format == "channels_last" else y
+    if BACKEND == "jax":
+        # A transposed conv is a conv of the stride-dilated input; PyTorch's
+        # padding p crops p from each side of the "full" result, i.e. pads the
+        # dilated input by k - 1 - p (plus output_padding at the end). With
+        # transpose_kernel=True lax reads Keras' (kh, kw, out, in) kernel as
+        # the forward conv's HWIO and flips it itself.
+        k = kernel.shape[0]
+        low = k - 1 - padding
+        y = lax.conv_transpose(
+            x, kernel, (strides, strides), [(low, low + output_padding)] * 2,
+            dimension_numbers=_lax_dimension_numbers(data_format), transpose_kernel=True,
+        )
+        return _add_bias(y, bias, data_format)
 
     # Generic: a "valid" transposed conv gives (H - 1) * s + k; PyTorch then
     # drops `padding` rows at the start and `padding - output_padding` at the end.
@@ -189,9 +227,7 @@ def conv2d_transpose_native(
             y = y[:, :, padding : h - end, padding : w - end]
         else:
             y = y[:, padding : h - end, padding : w - end, :]
-    if bias is not None:
-        y = y + (ops.reshape(bias, (1, -1, 1, 1)) if data_format == "channels_first" else bias)
-    return y
+    return _add_bias(y, bias, data_format)
 
 
 def _pad_spatial(x, padding, data_format, value=0.0):
@@ -217,6 +253,12 @@ def max_pool2d(x, pool_size, strides, padding=0, data_format="channels_last"):
             x = x.permute(0, 3, 1, 2)
         y = F.max_pool2d(x, pool_size, strides, padding)
         return y.permute(0, 2, 3, 1) if data_format == "channels_last" else y
+    if BACKEND == "jax":
+        # reduce_window pads with the init value (-inf): no padded copy.
+        window, step, pads = [1, 1, 1, 1], [1, 1, 1, 1], [(0, 0)] * 4
+        for axis in (2, 3) if data_format == "channels_first" else (1, 2):
+            window[axis], step[axis], pads[axis] = pool_size, strides, (padding, padding)
+        return lax.reduce_window(x, -float("inf"), lax.max, window, step, pads)
     x = _pad_spatial(x, padding, data_format, value=float("-inf"))
     return ops.max_pool(x, pool_size, strides, "valid", data_format)
 
