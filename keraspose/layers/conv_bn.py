@@ -54,7 +54,7 @@ class ConvBN(BaseLayer):
     Example:
     >>> import numpy as np
     >>> layer = ConvBN(8, 3, strides=2, activation="relu", data_format="channels_last")
-    >>> layer(np.zeros((1, 32, 24, 3), "float32")).shape
+    >>> tuple(layer(np.zeros((1, 32, 24, 3), "float32")).shape)
     (1, 16, 12, 8)
     """
 
