@@ -58,6 +58,7 @@ CONV_CASES = [
     (3, 2, 1, 1, 6, 6, 12),  # depthwise with a channel multiplier
     (3, 1, 1, 1, 2, 6, 4),   # grouped
     (3, 1, 2, 2, 1, 4, 5),   # dilated
+    (3, 1, 2, 2, 6, 6, 6),   # dilated depthwise
     (3, 1, 0, 1, 1, 4, 5),   # unpadded 3x3
 ]
 
