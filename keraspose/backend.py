@@ -22,8 +22,13 @@ convolutional pose network, or because it cannot express PyTorch's semantics:
   that caches its folded inference kernel does not pay a permute per call.
 
 Backends: ``torch`` calls ``torch.nn.functional`` directly; ``tensorflow``
-uses ``tf.nn`` where it supports explicit padding; everything else (jax)
-goes through ``keras.ops`` with an explicit pad.
+uses ``tf.nn`` where it supports explicit padding; ``jax`` calls ``jax.lax``
+(``conv_general_dilated``, ``conv_transpose``, ``reduce_window``), which takes
+PyTorch's padding as explicit ``(low, high)`` pairs, so no padded copy of the
+input is made and grouped convolutions are one call (``feature_group_count``);
+depthwise convolutions are summed shifted slices instead, which XLA's CPU
+backend runs 30-60x faster than its grouped-convolution loop.
+Any other backend goes through ``keras.ops`` with an explicit pad.
 """
 
 import contextlib
@@ -38,6 +43,9 @@ if BACKEND == "torch":
     import torch.nn.functional as F
 elif BACKEND == "tensorflow":
     import tensorflow as tf
+elif BACKEND == "jax":
+    import jax
+    from jax import lax
 
 _DATA_FORMATS = ("channels_first", "channels_last")
 
@@ -109,6 +117,18 @@ def conv2d_native(
             y = F.conv2d(x, kernel, bias, strides, padding, dilation, groups)
         return y.permute(0, 2, 3, 1) if data_format == "channels_last" else y
 
+    if BACKEND == "jax":
+        if groups > 1 and groups == x.shape[channel_axis(data_format)]:
+            return _add_bias(_depthwise_conv_jax(x, kernel, strides, padding, dilation, data_format), bias, data_format)
+        # The kernel's (kh, kw, in // groups, out) is lax's HWIO for
+        # feature_group_count=groups: a grouped conv is one call.
+        y = lax.conv_general_dilated(
+            x, kernel, (strides, strides), [(padding, padding)] * 2,
+            rhs_dilation=(dilation, dilation), dimension_numbers=_lax_dimension_numbers(data_format),
+            feature_group_count=groups,
+        )
+        return _add_bias(y, bias, data_format)
+
     in_channels = x.shape[channel_axis(data_format)]
     depthwise = groups > 1 and groups == in_channels
     if BACKEND == "tensorflow" and not depthwise and groups == 1:
@@ -137,9 +157,60 @@ def conv2d_native(
             )
         else:
             y = ops.conv(x, kernel, strides, "valid", data_format, dilation)
-    if bias is not None:
-        y = y + (ops.reshape(bias, (1, -1, 1, 1)) if data_format == "channels_first" else bias)
+    return _add_bias(y, bias, data_format)
+
+
+def _depthwise_conv_jax(x, kernel, strides, padding, dilation, data_format):
+    """Depthwise conv as ``kh * kw`` shifted, strided slices times per-channel weights, summed.
+
+    XLA's CPU backend runs a ``feature_group_count == channels`` convolution
+    through a generic grouped-conv loop: measured 30-60x slower than this
+    formulation, which XLA fuses into one elementwise loop (a 3x3 depthwise
+    conv on 16x64x48x40: 145 ms -> 2.6 ms forward, 232 -> 92 ms for the
+    gradient). Lite-HRNet, PP-TinyPose and RTMDet-nano are mostly depthwise.
+    """
+    kh, kw, _, out = kernel.shape
+    h_axis = 2 if data_format == "channels_first" else 1
+    c_axis = channel_axis(data_format)
+    channels = x.shape[c_axis]
+    if out != channels:  # channel multiplier m: output channel c * m + j reads input channel c
+        x = ops.repeat(x, out // channels, axis=c_axis)
+    x = _pad_spatial(x, padding, data_format)
+    in_h, in_w = x.shape[h_axis], x.shape[h_axis + 1]
+    out_h = (in_h - dilation * (kh - 1) - 1) // strides + 1
+    out_w = (in_w - dilation * (kw - 1) - 1) // strides + 1
+    weights = ops.reshape(kernel, (kh, kw, out, 1, 1)) if data_format == "channels_first" else kernel[:, :, 0]
+    y = None
+    for i in range(kh):
+        for j in range(kw):
+            start = [0, 0, 0, 0]
+            start[h_axis], start[h_axis + 1] = i * dilation, j * dilation
+            limit = list(x.shape)
+            limit[h_axis] = start[h_axis] + (out_h - 1) * strides + 1
+            limit[h_axis + 1] = start[h_axis + 1] + (out_w - 1) * strides + 1
+            step = [1, 1, 1, 1]
+            step[h_axis] = step[h_axis + 1] = strides
+            tap = lax.slice(x, start, limit, step) * weights[i, j]
+            y = tap if y is None else y + tap
     return y
+
+
+if BACKEND == "jax":
+    # One XLA program per shape when called eagerly (instead of a compiled
+    # slice, multiply and add per tap); inlined when traced inside a jit.
+    _depthwise_conv_jax = jax.jit(_depthwise_conv_jax, static_argnums=(2, 3, 4, 5))
+
+
+def _add_bias(y, bias, data_format):
+    if bias is None:
+        return y
+    return y + (ops.reshape(bias, (1, -1, 1, 1)) if data_format == "channels_first" else bias)
+
+
+def _lax_dimension_numbers(data_format):
+    """lax's (input, kernel, output) layouts; kernels stay in Keras' HWIO."""
+    image = "NCHW" if data_format == "channels_first" else "NHWC"
+    return (image, "HWIO", image)
 
 
 def _pointwise(x, kernel, strides, padding, groups):
@@ -177,6 +248,19 @@ def conv2d_transpose_native(
             x = x.permute(0, 3, 1, 2)
         y = F.conv_transpose2d(x, kernel, bias, strides, padding, output_padding)
         return y.permute(0, 2, 3, 1) if data_format == "channels_last" else y
+    if BACKEND == "jax":
+        # A transposed conv is a conv of the stride-dilated input; PyTorch's
+        # padding p crops p from each side of the "full" result, i.e. pads the
+        # dilated input by k - 1 - p (plus output_padding at the end). With
+        # transpose_kernel=True lax reads Keras' (kh, kw, out, in) kernel as
+        # the forward conv's HWIO and flips it itself.
+        k = kernel.shape[0]
+        low = k - 1 - padding
+        y = lax.conv_transpose(
+            x, kernel, (strides, strides), [(low, low + output_padding)] * 2,
+            dimension_numbers=_lax_dimension_numbers(data_format), transpose_kernel=True,
+        )
+        return _add_bias(y, bias, data_format)
 
     # Generic: a "valid" transposed conv gives (H - 1) * s + k; PyTorch then
     # drops `padding` rows at the start and `padding - output_padding` at the end.
@@ -189,9 +273,7 @@ def conv2d_transpose_native(
             y = y[:, :, padding : h - end, padding : w - end]
         else:
             y = y[:, padding : h - end, padding : w - end, :]
-    if bias is not None:
-        y = y + (ops.reshape(bias, (1, -1, 1, 1)) if data_format == "channels_first" else bias)
-    return y
+    return _add_bias(y, bias, data_format)
 
 
 def _pad_spatial(x, padding, data_format, value=0.0):
@@ -217,6 +299,12 @@ def max_pool2d(x, pool_size, strides, padding=0, data_format="channels_last"):
             x = x.permute(0, 3, 1, 2)
         y = F.max_pool2d(x, pool_size, strides, padding)
         return y.permute(0, 2, 3, 1) if data_format == "channels_last" else y
+    if BACKEND == "jax":
+        # reduce_window pads with the init value (-inf): no padded copy.
+        window, step, pads = [1, 1, 1, 1], [1, 1, 1, 1], [(0, 0)] * 4
+        for axis in (2, 3) if data_format == "channels_first" else (1, 2):
+            window[axis], step[axis], pads[axis] = pool_size, strides, (padding, padding)
+        return lax.reduce_window(x, -float("inf"), lax.max, window, step, pads)
     x = _pad_spatial(x, padding, data_format, value=float("-inf"))
     return ops.max_pool(x, pool_size, strides, "valid", data_format)
 

@@ -7,8 +7,8 @@ import torch
 
 from keraspose.layers import ConvBN
 
-# Models run channels-first inside on torch; TensorFlow's CPU convolutions are channels-last only.
-FORMATS = ["channels_last"] + (["channels_first"] if keras.config.backend() == "torch" else [])
+# TensorFlow's CPU convolutions are channels-last only.
+FORMATS = ["channels_last"] + (["channels_first"] if keras.config.backend() in ("torch", "jax") else [])
 
 
 def _nhwc(y, data_format):
@@ -79,6 +79,19 @@ def test_training_batch_norm_gradients_match_torch(data_format):
         w = torch.from_numpy(_layer_input(weights, data_format))
         (y * w).sum().backward()
         grads = [layer.gamma.value.grad.numpy(), layer.beta.value.grad.numpy()]
+    elif keras.config.backend() == "jax":
+        import jax
+
+        trainable = [v.value for v in layer.trainable_variables]
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+        w = _layer_input(weights, data_format)
+
+        def loss(values):
+            y, _ = layer.stateless_call(values, non_trainable, _layer_input(x, data_format), training=True)
+            return (y * w).sum()
+
+        by_variable = dict(zip((id(v) for v in layer.trainable_variables), jax.grad(loss)(trainable)))
+        grads = [np.asarray(by_variable[id(layer.gamma)]), np.asarray(by_variable[id(layer.beta)])]
     else:
         import tensorflow as tf
 

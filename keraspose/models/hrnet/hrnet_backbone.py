@@ -167,7 +167,7 @@ class HRNetBackbone(BaseLayer):
     >>> import numpy as np
     >>> from keraspose.models.hrnet import HRNetBackbone, hrnet_extra
     >>> net = HRNetBackbone(hrnet_extra(32), data_format="channels_last")
-    >>> [f.shape for f in net(np.zeros((1, 256, 192, 3), "float32"))]
+    >>> [tuple(f.shape) for f in net(np.zeros((1, 256, 192, 3), "float32"))]
     [(1, 64, 48, 32)]
     """
 

@@ -56,7 +56,6 @@ branch 0 *after* output 0's sum was accumulated into it (MMPose's ``y = out[0];
 y += ...`` adds in place); their own branch-0 path is then counted twice too.
 """
 
-import copy
 
 import keras
 import numpy as np
@@ -529,7 +528,8 @@ class LiteHRNetBackbone(_LiteLayer):
 
     def __init__(self, extra, in_channels=3, norm=True, data_format=None, **kwargs):
         super().__init__(norm, data_format, **kwargs)
-        self.extra = _as_lists(copy.deepcopy(extra))
+        # _as_lists builds fresh containers: the caller's dict is never shared.
+        self.extra = _as_lists(extra)
         self.in_channels = int(in_channels)
         extra, df = self.extra, data_format
         try:
@@ -661,5 +661,7 @@ class LiteHRNetBackbone(_LiteLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(extra=self.extra, in_channels=self.in_channels)
+        # Plain containers: Keras wraps a layer's dict attribute in a tracker
+        # that refers back to the layer, which from_config would deep-copy.
+        config.update(extra=_as_lists(self.extra), in_channels=self.in_channels)
         return config

@@ -33,7 +33,7 @@ class ResNetBackbone(BaseLayer):
     >>> import numpy as np
     >>> from keraspose.models.resnet import ResNetBackbone
     >>> net = ResNetBackbone(18, data_format="channels_last")
-    >>> [f.shape for f in net(np.zeros((1, 256, 192, 3), "float32"))]
+    >>> [tuple(f.shape) for f in net(np.zeros((1, 256, 192, 3), "float32"))]
     [(1, 8, 6, 512)]
     """
 
