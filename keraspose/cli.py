@@ -376,7 +376,7 @@ def cmd_evaluate(args):
             box_nms_thr=args.nms_thr, batch_size=args.batch_size, flip_test=flip_test, progress=not args.quiet,
             outfile_prefix=prefix,
         )
-        people = "detected people"
+        people, n_people = "detected people", None
     else:
         # The data is read and checked before the first image is predicted, so
         # a wrong path or keypoint count fails now, not after minutes.
@@ -388,7 +388,7 @@ def cmd_evaluate(args):
         print(f"evaluating {args.preset} on {len(dataset)} people ({boxes}) of {args.ann_file}", flush=True)
         stats = evaluate_topdown(model, dataset, batch_size=args.batch_size, flip_test=flip_test,
                                  progress=not args.quiet, outfile_prefix=prefix)
-        people = f"{len(dataset)} people"
+        people, n_people = f"{len(dataset)} people", len(dataset)
     elapsed = time.perf_counter() - start
     width = max(len(k) for k in stats)
     for name, value in stats.items():
@@ -397,7 +397,7 @@ def cmd_evaluate(args):
     if args.out:
         record = {"preset": args.preset, "ann_file": args.ann_file, "bbox_file": args.bbox_file,
                   "detector": args.detector, "bbox_score_thr": args.bbox_score_thr, "box_nms_thr": args.nms_thr,
-                  "flip_test": not args.no_flip and model.flip_test, "stats": stats}
+                  "flip_test": not args.no_flip and model.flip_test, "people": n_people, "stats": stats}
         write_json_atomic(record, os.path.join(args.out, "stats.json"), indent=1)
         print(f"results in {prefix}.keypoints.json, stats in {os.path.join(args.out, 'stats.json')}")
     return 0
