@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from keraspose.models.rtmdet import RTMDetector
-from keraspose.models.topdown_estimator import TopdownEstimator, load_image
+from keraspose.models.topdown_estimator import TopdownEstimator, image_and_box_lists, load_image
 from keraspose.ops import nms
 from keraspose.presets import catalogue_task, check_preset_task, get_catalogue_entry
 from keraspose.presets.hub import parse_handle
@@ -214,18 +214,7 @@ class PoseInferencer:
             given boxes). No person found: an empty result.
         """
         single = _is_single_image(images)
-        image_list = [images] if single else list(images)
-        if bboxes is None:
-            box_list = [None] * len(image_list)
-        elif single:
-            box_list = [bboxes]
-        else:
-            box_list = list(bboxes)
-            if len(box_list) != len(image_list):
-                raise ValueError(
-                    f"bboxes: got boxes for {len(box_list)} images but {len(image_list)} images; "
-                    "pass one (N, 4) array (or None to detect) per image"
-                )
+        image_list, box_list = image_and_box_lists(images, bboxes, single, none_means="None to detect")
         rgb = [load_image(image, "image" if single else f"images[{i}]") for i, image in enumerate(image_list)]
         to_detect = [i for i, boxes in enumerate(box_list) if boxes is None]
         detected = dict(zip(to_detect, self.detect([rgb[i] for i in to_detect])))

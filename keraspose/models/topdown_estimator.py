@@ -106,6 +106,27 @@ def crop_to_image(keypoints, centers, scales, input_size):
     return keypoints / input_size * scales[:, None] + centers[:, None] - 0.5 * scales[:, None]
 
 
+def image_and_box_lists(images, bboxes, single, none_means="None"):
+    """``predict``'s ``images``/``bboxes`` arguments as two lists of equal length.
+
+    ``bboxes=None`` gives ``None`` for every image; a single image takes
+    ``bboxes`` as its own boxes. ``none_means`` words what ``None`` does in
+    the error about a count mismatch.
+    """
+    image_list = [images] if single else list(images)
+    if bboxes is None:
+        return image_list, [None] * len(image_list)
+    if single:
+        return image_list, [bboxes]
+    box_list = list(bboxes)
+    if len(box_list) != len(image_list):
+        raise ValueError(
+            f"bboxes: got boxes for {len(box_list)} images but {len(image_list)} images; "
+            f"pass one (N, 4) array (or {none_means}) per image"
+        )
+    return image_list, box_list
+
+
 def _check_bboxes(bboxes, image_shape, name):
     h, w = image_shape[:2]
     if bboxes is None:
@@ -376,18 +397,7 @@ class TopdownEstimator(keras.Model, PresetMixin):
         single = isinstance(images, (str, os.PathLike)) or (
             isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype == np.uint8
         )
-        image_list = [images] if single else list(images)
-        if bboxes is None:
-            box_list = [None] * len(image_list)
-        elif single:
-            box_list = [bboxes]
-        else:
-            box_list = list(bboxes)
-            if len(box_list) != len(image_list):
-                raise ValueError(
-                    f"bboxes: got boxes for {len(box_list)} images but {len(image_list)} images; "
-                    "pass one (N, 4) array (or None) per image"
-                )
+        image_list, box_list = image_and_box_lists(images, bboxes, single)
         crops, centers, scales, owners, kept_boxes, paths = [], [], [], [], [], []
         for idx, (image, boxes) in enumerate(zip(image_list, box_list)):
             name = f"images[{idx}]" if not single else "image"
