@@ -2,6 +2,7 @@
 
     KERAS_BACKEND=torch python benchmarks/bench_hrnet_forward.py --threads 2
     KERAS_BACKEND=tensorflow python benchmarks/bench_hrnet_forward.py --threads 2 --xla both
+    KERAS_BACKEND=jax python benchmarks/bench_hrnet_forward.py --threads 2 --xla both
 
 MMPose's own model (built from the official W32 config, seeded random
 weights) is timed in the MMPose venv; its weights are saved and converted
@@ -30,7 +31,8 @@ def main():
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--model", default="hrnet_w32_coco_256x192", help="a *_keys.json in shared/reference/models")
-    parser.add_argument("--xla", choices=["off", "on", "both"], default="off", help="TensorFlow only")
+    parser.add_argument("--xla", choices=["auto", "off", "on", "both"], default="auto",
+                        help="jit_compile on TensorFlow/JAX; auto is Keras' default (off on TensorFlow's CPU, on on JAX)")
     parser.add_argument("--mmpose-python", default=None)
     args = parser.parse_args()
 
@@ -63,9 +65,10 @@ def main():
     ref_hm = np.asarray(ref["heatmaps_b1"], np.float32)
     err = float(np.abs(out - ref_hm).max() / np.abs(ref_hm).max())
 
+    compiled = keras.config.backend() in ("tensorflow", "jax")
     modes = [False]
-    if keras.config.backend() == "tensorflow":
-        modes = {"off": [False], "on": [True], "both": [False, True]}[args.xla]
+    if compiled:
+        modes = {"auto": [model.jit_compile], "off": [False], "on": [True], "both": [False, True]}[args.xla]
     print(f"# {args.model} forward, {args.threads} threads, backend {keras.config.backend()}, "
           f"keras {keras.__version__}; MMPose torch {ref['torch']}; machine: {machine_description()}")
     print(f"# heatmap parity vs MMPose (max abs err / max |ref|): {err:.2e}")
@@ -77,7 +80,7 @@ def main():
             with backend.inference_mode():
                 t = time_calls(lambda: model.predict_on_batch(x), args.repeats)
             r = ref["times"][str(b)]
-            tag = f" xla={'on' if xla else 'off'}" if keras.config.backend() == "tensorflow" else ""
+            tag = f" xla={'on' if xla else 'off'}" if compiled else ""
             print(
                 f"batch {b}{tag}: keraspose {t['median'] * 1e3:8.1f} ms  MMPose {r['median'] * 1e3:8.1f} ms  "
                 f"ratio {t['median'] / r['median']:.3f}  (min-based {t['min'] / r['min']:.3f})"

@@ -2,6 +2,7 @@
 
     KERAS_BACKEND=torch python benchmarks/bench_train_step.py --threads 2
     KERAS_BACKEND=tensorflow python benchmarks/bench_train_step.py --threads 2
+    KERAS_BACKEND=jax python benchmarks/bench_train_step.py --threads 2
 
 A step is forward + KeypointMSELoss(use_target_weight=True) + acc_pose +
 backward + Adam(5e-4) update, at batch ``--batch`` (default 8), BatchNorm in
@@ -39,7 +40,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (>= 1)")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--model", default="hrnet_w32_coco_256x192", help="a *_keys.json in shared/reference/models")
-    parser.add_argument("--xla", choices=["off", "on"], default="off", help="TensorFlow/JAX jit_compile")
+    parser.add_argument("--xla", choices=["auto", "off", "on"], default="auto",
+                        help="TensorFlow/JAX jit_compile; auto is Keras' default (off on TensorFlow's CPU, on on JAX)")
     parser.add_argument("--mmpose-python", default=None)
     args = parser.parse_args()
     args.warmup = max(1, args.warmup)
@@ -75,7 +77,8 @@ def main():
         )
         model = from_mmpose(config, ckpt)
 
-    model.compile(optimizer=keras.optimizers.Adam(args.lr), jit_compile=args.xla == "on")
+    model.compile(optimizer=keras.optimizers.Adam(args.lr), jit_compile="auto" if args.xla == "auto" else args.xla == "on")
+    args.xla = "on" if model.jit_compile else "off"  # what "auto" resolved to
     # Backend tensors, as model.fit's data adapter hands them to the train
     # step: no numpy -> tensor conversion inside the timed steps.
     to_tensor = keras.ops.convert_to_tensor

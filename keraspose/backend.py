@@ -381,7 +381,11 @@ def inference_mode():
 
 
 def set_num_threads(n):
-    """Intra-op threads of the backend (benchmarks compare at equal counts)."""
+    """Intra-op threads of the backend (benchmarks compare at equal counts).
+
+    JAX cannot change it at run time: XLA's CPU client sizes its thread pool
+    to the machine's cores when it starts, so this is a no-op there.
+    """
     if BACKEND == "torch":
         torch.set_num_threads(n)
     elif BACKEND == "tensorflow":

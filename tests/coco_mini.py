@@ -54,3 +54,23 @@ def coco_keypoint_ap(ann_file, results, image_ids):
         ev.summarize()
     names = ["AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)"]
     return dict(zip(names, map(float, ev.stats)))
+
+
+def coco_mini_training_samples(root):
+    """The annotated people of coco_mini as MMPose-style training samples (one dict per person)."""
+    root = Path(root)
+    coco = json.loads((root / "annotations/person_keypoints_train2017.json").read_text())
+    files = {img["id"]: img["file_name"] for img in coco["images"]}
+    samples = []
+    for ann in coco["annotations"]:
+        if ann["num_keypoints"] > 0 and not ann["iscrowd"]:
+            x, y, w, h = ann["bbox"]
+            k = np.array(ann["keypoints"], np.float32).reshape(1, 17, 3)
+            samples.append(dict(
+                img_path=str(root / "train2017" / files[ann["image_id"]]),
+                bbox=np.array([[x, y, x + w, y + h]], np.float32),
+                bbox_score=np.ones(1, np.float32),
+                keypoints=k[..., :2],
+                keypoints_visible=np.minimum(1, k[..., 2]),
+            ))
+    return samples
