@@ -37,10 +37,12 @@ from keraspose import backend
 from keraspose.layers import ConvBN
 from keraspose.models.cspnext import CSPNeXtBackbone
 from keraspose.models.heads import HeatmapHead
+from keraspose.models.heads.regression_head import GlobalAveragePooling, IntegralRegressionHead, RegressionHead, RLEHead
 from keraspose.models.hrnet import HRNetBackbone
 from keraspose.models.litehrnet import IterativeHead, LiteHRNetBackbone
 from keraspose.models.resnet import ResNetBackbone
 from keraspose.models.rtmdet import CSPNeXtPAFPN, RTMDetector, RTMDetSepBNHead
+from keraspose.models.rtmpose import RTMCCHead
 from keraspose.models.topdown_estimator import TopdownEstimator
 
 ROLE_SUFFIXES = ("Backbone", "Neck", "FPN", "Head")
@@ -72,6 +74,9 @@ class ModelSpec:
         for a channels-first instance (models always take channels-last).
     as_model: ``(instance, data_format) -> keras.Model`` holding the layer,
         for the preset round trip; ``None`` for a model class itself.
+    has_batchnorm: ``False`` for the heads without BatchNorm (the fully
+        connected and SimCC heads): their training-mode call must then equal
+        the inference-mode one instead.
     """
 
     name: str
@@ -79,6 +84,7 @@ class ModelSpec:
     make: Callable
     inputs: Callable
     as_model: Optional[Callable] = None
+    has_batchnorm: bool = True
 
     @property
     def is_model(self):
@@ -92,6 +98,11 @@ def _image(h, w):
 def _features(*shapes):
     """Feature maps (h, w, c), finest first."""
     return lambda batch, rng: [rng.standard_normal((batch, h, w, c)).astype("float32") for h, w, c in shapes]
+
+
+def _pooled(c):
+    """A pooled feature ``(B, C)`` (what GlobalAveragePooling gives the fully connected heads)."""
+    return lambda batch, rng: [rng.standard_normal((batch, c)).astype("float32")]
 
 
 def _tiny_hrnet_extra(multiscale_output=False):
@@ -144,6 +155,19 @@ def _tiny_heatmap_head(df):
                        conv_kernel_sizes=[3], data_format=df)
 
 
+def _tiny_rtmcc_head(df):
+    # For the 2x2 map of the tiny ResNet on a 64x64 crop.
+    return RTMCCHead(17, (64, 64), (2, 2), gau_cfg=dict(hidden_dims=16, s=8), data_format=df)
+
+
+def _tiny_integral_head(df):
+    return IntegralRegressionHead(17, (2, 2), deconv_out_channels=(8,), deconv_kernel_sizes=(4,), data_format=df)
+
+
+def _pooled_pose_model(head, df):
+    return _pose_model(_tiny_resnet(df), df, head=head, neck=GlobalAveragePooling(data_format=df))
+
+
 def _pose_model(backbone, df, head=None, neck=None, size=(64, 64)):
     head = head if head is not None else HeatmapHead(17, conv_out_channels=[8], data_format=df)
     model = TopdownEstimator(backbone, head, neck=neck, input_size=size, flip_test=False)
@@ -181,6 +205,14 @@ SPECS = [
               lambda m, df: _detector(df, neck=m)),
     ModelSpec("HeatmapHead", HeatmapHead, _tiny_heatmap_head, _features((2, 2, 32)),
               lambda m, df: _pose_model(_tiny_resnet(df), df, head=m)),
+    ModelSpec("RTMCCHead", RTMCCHead, _tiny_rtmcc_head, _features((2, 2, 32)),
+              lambda m, df: _pose_model(_tiny_resnet(df), df, head=m), has_batchnorm=False),
+    ModelSpec("RegressionHead", RegressionHead, lambda df: RegressionHead(17, data_format=df), _pooled(32),
+              _pooled_pose_model, has_batchnorm=False),
+    ModelSpec("RLEHead", RLEHead, lambda df: RLEHead(17, data_format=df), _pooled(32), _pooled_pose_model,
+              has_batchnorm=False),
+    ModelSpec("IntegralRegressionHead", IntegralRegressionHead, _tiny_integral_head, _features((2, 2, 32)),
+              lambda m, df: _pose_model(_tiny_resnet(df), df, head=m)),
     ModelSpec("RTMDetSepBNHead", RTMDetSepBNHead, _tiny_rtmdet_head, _features((8, 8, 16), (4, 4, 16), (2, 2, 16)),
               lambda m, df: _detector(df, head=m)),
     ModelSpec("RTMDetSepBNHead-depthwise", RTMDetSepBNHead, lambda df: _tiny_rtmdet_head(df, True),
@@ -201,7 +233,7 @@ def _layout(x, data_format):
     """Channels-last numpy input(s) -> the instance's layout."""
     if isinstance(x, list):
         return [_layout(v, data_format) for v in x]
-    if data_format == "channels_first":
+    if data_format == "channels_first" and x.ndim == 4:
         x = x.transpose(0, 3, 1, 2)
     return np.ascontiguousarray(x)
 

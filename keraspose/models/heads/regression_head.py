@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keraspose import backend
 from keraspose.layers.base import BaseLayer
 from keraspose.losses import RLELoss, SmoothL1Loss, coordinate_pose_accuracy
 from keraspose.models.heads.base import PoseHead
@@ -257,7 +258,7 @@ class IntegralRegressionHead(RegressionHead):
     ``C`` the sum of the exponentials).
 
     Outputs ``{"coordinates": (B, K, 2), "heatmaps": (B, h, w, K)}`` (the
-    softmax maps, for heatmap losses); the codec
+    softmax maps, for heatmap losses; ``(B, K, h, w)`` channels-first); the codec
     (:class:`~keraspose.codecs.IntegralRegressionLabel`) decodes the
     coordinates. The flip test merges coordinates as :class:`RegressionHead`.
 
@@ -325,7 +326,18 @@ class IntegralRegressionHead(RegressionHead):
             c = ops.sum(ops.exp(logits), axis=1)
             px = c / (c - 1) * (px - 1 / (2 * c))
             py = c / (c - 1) * (py - 1 / (2 * c))
-        return {"coordinates": ops.stack([px, py], axis=-1), "heatmaps": ops.reshape(heatmaps, (-1, h, w, self.num_joints))}
+        heatmaps = ops.reshape(heatmaps, (-1, h, w, self.num_joints))
+        if self.data_format == "channels_first":
+            # A head's maps are in its own layout, as HeatmapHead's are.
+            heatmaps = ops.transpose(heatmaps, (0, 3, 1, 2))
+        return {"coordinates": ops.stack([px, py], axis=-1), "heatmaps": heatmaps}
+
+    def network_outputs(self, feats, training=None):
+        """As :meth:`call`, with the heatmaps channels-last at the model's boundary, whatever the layout inside."""
+        outputs = self(feats, training=training)
+        if self.data_format == "channels_first":
+            outputs = {**outputs, "heatmaps": backend.to_channels_last(outputs["heatmaps"])}
+        return outputs
 
     def compute_loss(self, outputs, targets):
         return super().compute_loss(outputs["coordinates"], targets)
