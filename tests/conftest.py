@@ -25,6 +25,24 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # optimisation level does not relax IEEE float semantics). Benchmarks and
 # users get XLA's default.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# And JAX's persistent compilation cache, for this run only (a fresh
+# directory, so a run takes as long as on a fresh machine): the suite builds
+# the same small models test after test, and every new model object traces
+# the same programs again. The cache is keyed by the program, not the object:
+# measured on the 2-core box, a second tiny-HRNet model's jitted training
+# step compiled in 5.8 s instead of 29 s, its conversion (eager ops) 0.9 s
+# instead of 45 s. Entries of any size and compile time are kept (JAX's
+# defaults skip the sub-second compiles that eager ops are).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _jax_cache = tempfile.mkdtemp(prefix="keraspose-test-jax-cache-")
+    atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
