@@ -88,6 +88,8 @@ def test_save_and_reload_preset(converted, tmp_path):
     from keraspose import TopdownEstimator
 
     model, ref = converted
+    if model.neck is None:
+        pytest.skip("the simple model (ViT backbone and FeatureMapProcessor neck) covers the round trip")
     model.save_to_preset(tmp_path / "vitpose")
     again = TopdownEstimator.from_preset(str(tmp_path / "vitpose"))
     x = model.preprocess(ref["crops_bgr"][:1, ..., ::-1])
@@ -96,7 +98,7 @@ def test_save_and_reload_preset(converted, tmp_path):
         rtol=0, atol=1e-6,
     )
     assert isinstance(again.backbone, ViTBackbone)
-    assert isinstance(again.neck, FeatureMapProcessor) == (model.neck is not None)
+    assert isinstance(again.neck, FeatureMapProcessor)
 
 
 def test_unsupported_vit_settings_are_clear_errors():
@@ -114,7 +116,8 @@ def _catalogue_counts():
 
 
 @pytest.mark.parametrize("name", [
-    "vitpose_s_coco", "vitpose_s_simple_coco",
+    # One real-size build in the default run (ViT-S simple: 3 s on JAX); the rest are long.
+    "vitpose_s_simple_coco", pytest.param("vitpose_s_coco", marks=pytest.mark.long),
     pytest.param("vitpose_b_coco", marks=pytest.mark.long), pytest.param("vitpose_b_simple_coco", marks=pytest.mark.long),
     pytest.param("vitpose_l_coco", marks=pytest.mark.long), pytest.param("vitpose_l_simple_coco", marks=pytest.mark.long),
     pytest.param("vitpose_h_coco", marks=pytest.mark.long), pytest.param("vitpose_h_simple_coco", marks=pytest.mark.long),
