@@ -93,8 +93,9 @@ def test_save_and_reload_preset(converted, tmp_path):
     model.save_to_preset(tmp_path / "vitpose")
     again = TopdownEstimator.from_preset(str(tmp_path / "vitpose"))
     x = model.preprocess(ref["crops_bgr"][:1, ..., ::-1])
+    # Direct calls: predict_on_batch would compile the model once more on JAX (8 s).
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(again.predict_on_batch(x)), keras.ops.convert_to_numpy(model.predict_on_batch(x)),
+        keras.ops.convert_to_numpy(again(x, training=False)), keras.ops.convert_to_numpy(model(x, training=False)),
         rtol=0, atol=1e-6,
     )
     assert isinstance(again.backbone, ViTBackbone)
@@ -122,6 +123,9 @@ def _catalogue_counts():
     pytest.param("vitpose_l_coco", marks=pytest.mark.long), pytest.param("vitpose_l_simple_coco", marks=pytest.mark.long),
     pytest.param("vitpose_h_coco", marks=pytest.mark.long), pytest.param("vitpose_h_simple_coco", marks=pytest.mark.long),
 ])
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax", reason="the count is the same on every backend; a real-size build costs 12 s of JAX compilation"
+)
 def test_catalogue_parameter_counts_match_mmpose(name):
     from keraspose import TopdownEstimator
     from keraspose.presets import get_catalogue_entry
