@@ -24,16 +24,13 @@ whose names carry the sha256 prefix, and the reported COCO metrics).
 (classic and simple) COCO models, into tests/fixtures/vitpose_param_counts.json.
 
 mmpretrain.models imports torchvision, whose wheel does not load with this
-torch build; nothing ViTPose uses needs it, so an empty stand-in package is
-put in front of the import system.
+torch build; nothing ViTPose uses needs it: tools/torchvision_stand_in.py
+answers those imports with an empty package.
 """
 
-import importlib.abc
-import importlib.machinery
 import json
 import os
 import sys
-import types
 
 import numpy as np
 
@@ -41,32 +38,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.environ.get("KERASPOSE_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, HERE)
 
-
-class _StandInModule(types.ModuleType):
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return type(name, (), {})  # any class mmpretrain names at import time
-
-
-class _TorchvisionStandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, name, path, target=None):
-        if name == "torchvision" or name.startswith("torchvision."):
-            return importlib.machinery.ModuleSpec(name, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = _StandInModule(spec.name)
-        module.__path__ = []
-        return module
-
-    def exec_module(self, module):
-        pass
-
-
-sys.meta_path.insert(0, _TorchvisionStandIn())
-
+import torchvision_stand_in  # noqa: E402,F401  (before mmpretrain)
 import torch  # noqa: E402
 from mmengine.config import Config, ConfigDict  # noqa: E402
 from mmengine.dataset import Compose, pseudo_collate  # noqa: E402
