@@ -20,6 +20,9 @@ pixels) with the flip test off and on.
 MMPose's configs and its model-zoo file (vitpose_coco.yml: checkpoint URLs,
 whose names carry the sha256 prefix, and the reported COCO metrics).
 
+``layer_decay``: MMPose's layer-wise learning-rate decay groups and two AdamW
+steps on the tiny classic model, into tests/fixtures/vitpose_layer_decay.json.
+
 ``counts``: the trainable parameter counts of MMPose's real ViTPose-S/B/L/H
 (classic and simple) COCO models, into tests/fixtures/vitpose_param_counts.json.
 
@@ -219,6 +222,58 @@ def counts():
     os.replace(path + ".tmp", path)
 
 
+def layer_decay():
+    """MMPose's layer-wise learning-rate decay on the tiny classic model: groups and two AdamW steps.
+
+    The ViTPose-S config's optimizer (AdamW lr 5e-4, weight decay 0.1,
+    LayerDecayOptimWrapperConstructor with layer_decay_rate 0.8 and its
+    no-decay rules; num_layers set to the tiny model's 2 blocks, no gradient
+    clipping) on the classic fixture model, two steps with seeded synthetic
+    gradients (tests/vitpose_weights.py with seed 100 + step). Writes
+    tests/fixtures/vitpose_layer_decay.json: per MMPose parameter name its
+    lr scale and weight decay, and the L2 norm and the sum of its change
+    after the two steps (both independent of the tensor layout).
+    """
+    from mmengine.optim import build_optim_wrapper
+
+    config_name, seed, img_size = VARIANTS["classic"]
+    model_cfg = model_dict(config_name)
+    model_cfg["backbone"]["arch"] = dict(TINY_ARCH)
+    model_cfg["head"]["in_channels"] = TINY_ARCH["embed_dims"]
+    model = MODELS.build(ConfigDict(model_cfg))
+    params = dict(model.named_parameters())
+    weights = synthetic_state_dict({k: tuple(v.shape) for k, v in params.items()}, seed)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=False)
+    cfg = Config.fromfile(os.path.join(CFG_DIR, config_name))
+    optim_cfg = cfg.optim_wrapper.to_dict()
+    optim_cfg.pop("clip_grad", None)
+    optim_cfg["paramwise_cfg"]["num_layers"] = TINY_ARCH["num_layers"]
+    wrapper = build_optim_wrapper(model, ConfigDict(optim_cfg))
+    groups = {}
+    for group in wrapper.optimizer.param_groups:
+        for name in group["param_names"]:
+            groups[name] = {"lr_scale": group["lr_scale"], "weight_decay": group["weight_decay"]}
+    before = {k: v.detach().clone() for k, v in params.items()}
+    for step in range(2):
+        grads = synthetic_state_dict({k: tuple(v.shape) for k, v in params.items()}, 100 + step)
+        for name, p in params.items():
+            p.grad = torch.from_numpy(grads[name])
+        wrapper.optimizer.step()
+    result = {}
+    for name, p in params.items():
+        delta = (p.detach() - before[name]).double()
+        result[name] = dict(groups[name], update_norm=float(delta.norm()), update_sum=float(delta.sum()))
+    path = os.path.join(ROOT, "tests", "fixtures", "vitpose_layer_decay.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump({"source": f"MMPose 1.3.2 LayerDecayOptimWrapperConstructor, {config_name} optim_wrapper "
+                   "(num_layers=2, no clip_grad), tiny classic fixture model, 2 steps",
+                   "learning_rate": optim_cfg["optimizer"]["lr"], "weight_decay": optim_cfg["optimizer"]["weight_decay"],
+                   "layer_decay_rate": optim_cfg["paramwise_cfg"]["layer_decay_rate"], "seed": seed,
+                   "gradient_seeds": [100, 101], "parameters": result}, f, indent=1)
+    os.replace(path + ".tmp", path)
+    print("layer decay:", sorted({round(g["lr_scale"], 4) for g in groups.values()}), f"{len(result)} parameters")
+
+
 def catalogue():
     import re
 
@@ -280,4 +335,4 @@ def catalogue():
 if __name__ == "__main__":
     torch.set_num_threads(2)
     for what in sys.argv[1:] or [*VARIANTS, "counts"]:
-        {"counts": counts, "catalogue": catalogue}.get(what, lambda: make(what))()
+        {"counts": counts, "catalogue": catalogue, "layer_decay": layer_decay}.get(what, lambda: make(what))()

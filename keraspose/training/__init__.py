@@ -6,9 +6,13 @@ from keraspose.training.pipeline import (
     train_pipeline,
     val_pipeline,
 )
+from keraspose.training.layer_decay import LayerDecayAdamW, vit_layer_id, vit_uses_weight_decay
 from keraspose.training.schedules import WarmupCosineSchedule, WarmupMultiStepSchedule, hrnet_recipe, rtmpose_recipe
 
 __all__ = [
+    "LayerDecayAdamW",
+    "vit_layer_id",
+    "vit_uses_weight_decay",
     "CocoEvaluation",
     "SyncDatasetEpoch",
     "TopdownPyDataset",
