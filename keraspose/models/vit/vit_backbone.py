@@ -274,6 +274,12 @@ class ViTBackbone(BaseLayer):
 
     def call(self, x, training=None):
         x = self.patch_embed(x, training=training)
+        spatial = x.shape[2:4] if self.data_format == "channels_first" else x.shape[1:3]
+        if any(v is None for v in spatial):
+            raise ValueError(
+                f"ViTBackbone needs a static input height and width (its position embedding is resized to the "
+                f"patch grid), got a feature map of shape {tuple(x.shape)}; give the model a fixed input size"
+            )
         if self.data_format == "channels_first":
             grid = tuple(int(v) for v in x.shape[2:4])
             tokens = ops.transpose(ops.reshape(x, (-1, self.embed_dims, grid[0] * grid[1])), (0, 2, 1))
