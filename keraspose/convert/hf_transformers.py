@@ -173,7 +173,7 @@ def _load_safetensors(directory):
     )
 
 
-def vitpose_state_dict_to_mmpose(state, num_layers, num_experts=1, part_features=None, dataset_index=None):
+def vitpose_state_dict_to_mmpose(state, num_layers, num_experts=1, dataset_index=None):
     """transformers VitPose tensors (numpy) -> MMPose's ViTPose state-dict names and layout."""
     state = {k: np.asarray(v, np.float32) if v.dtype != np.int64 else v for k, v in state.items()}
     out, used = {}, set()
@@ -245,7 +245,7 @@ def load_vitpose(directory, config, load_weights=True, dataset_index=None, metai
     if load_weights:
         state = vitpose_state_dict_to_mmpose(
             _load_safetensors(directory), num_layers, num_experts=num_experts,
-            part_features=backbone_cfg.get("part_features"), dataset_index=None if dataset_index is None else int(dataset_index),
+            dataset_index=None if dataset_index is None else int(dataset_index),
         )
         load_mmpose_weights(model, state)
     return model
