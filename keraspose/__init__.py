@@ -54,6 +54,7 @@ from keraspose.models.resnet import ResNetBackbone  # noqa: E402
 from keraspose.models.rtmdet import DetectionResult, RTMDetector  # noqa: E402
 from keraspose.models.rtmpose import RTMCCHead  # noqa: E402
 from keraspose.models.topdown_estimator import PoseResult, TopdownEstimator, load_image  # noqa: E402
+from keraspose.models.vit import FeatureMapProcessor, ViTBackbone, vit_arch  # noqa: E402
 from keraspose.inference import PoseInferencer  # noqa: E402
 from keraspose.presets import list_presets, upload_preset  # noqa: E402
 from keraspose.training import CocoEvaluation, TopdownPyDataset  # noqa: E402
@@ -68,6 +69,7 @@ __all__ = [
     "ConvBN",
     "DatasetMetainfo",
     "DetectionResult",
+    "FeatureMapProcessor",
     "HRNetBackbone",
     "HeatmapHead",
     "LiteHRNetBackbone",
@@ -82,6 +84,7 @@ __all__ = [
     "TopdownEstimator",
     "TopdownPyDataset",
     "UDPHeatmap",
+    "ViTBackbone",
     "evaluate_coco_results",
     "evaluate_topdown",
     "evaluate_with_detector",
@@ -96,6 +99,7 @@ __all__ = [
     "tinypose_extra",
     "upload_preset",
     "visualize",
+    "vit_arch",
 ]
 
 # Converters (keraspose.convert) import torch to read checkpoints and import

@@ -27,6 +27,7 @@ from keraspose.models.hrnet import HRNetBackbone
 from keraspose.models.resnet import ResNetBackbone
 from keraspose.models.rtmpose import RTMCCHead
 from keraspose.models.topdown_estimator import TopdownEstimator
+from keraspose.models.vit import FeatureMapProcessor, ViTBackbone
 
 # BatchNorm buffers/parameters -> ConvBN variable names.
 _BN_FIELDS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
@@ -128,7 +129,53 @@ def _build_backbone(cfg):
             spp_kernel_sizes=tuple(cfg.get("spp_kernal_sizes", cfg.get("spp_kernel_sizes", (5, 9, 13)))),
             epsilon=float(norm.get("eps", 1e-5)), momentum=float(norm.get("momentum", 0.1)), name="backbone",
         )
-    raise ConversionError(f"backbone {kind!r} is not supported yet (supported: HRNet, ResNet, CSPNeXt)")
+    if kind in ("mmpretrain.VisionTransformer", "VisionTransformer"):
+        return _build_vit_backbone(cfg)
+    raise ConversionError(
+        f"backbone {kind!r} is not supported yet (supported: HRNet, ResNet, CSPNeXt, mmpretrain.VisionTransformer)"
+    )
+
+
+def _build_vit_backbone(cfg):
+    """ViTPose's backbone: mmpretrain's VisionTransformer with a feature-map output and no class token."""
+    if cfg.get("with_cls_token", True) or cfg.get("out_type", "cls_token") != "featmap":
+        raise ConversionError(
+            "mmpretrain.VisionTransformer is supported as ViTPose uses it: with_cls_token=False, out_type='featmap' "
+            f"(got with_cls_token={cfg.get('with_cls_token', True)}, out_type={cfg.get('out_type', 'cls_token')!r})"
+        )
+    unsupported = {"pre_norm": False, "layer_scale_init_value": 0.0, "frozen_stages": -1, "interpolate_mode": "bicubic"}
+    for key, default in unsupported.items():
+        if cfg.get(key, default) != default:
+            raise ConversionError(f"mmpretrain.VisionTransformer with {key}={cfg[key]!r} is not supported")
+    out_indices = cfg.get("out_indices", -1)
+    if out_indices not in (-1, [-1], (-1,)):
+        raise ConversionError(f"mmpretrain.VisionTransformer: only the last layer's output is supported, got out_indices={out_indices}")
+    norm = cfg.get("norm_cfg") or {"type": "LN", "eps": 1e-6}
+    if norm.get("type") != "LN":
+        raise ConversionError(f"mmpretrain.VisionTransformer with norm {norm} is not supported (LN)")
+    patch_cfg = dict(cfg.get("patch_cfg") or {})
+    padding = patch_cfg.pop("padding", "corner")
+    if not isinstance(padding, int) or patch_cfg:
+        raise ConversionError(
+            f"mmpretrain.VisionTransformer patch_cfg {cfg.get('patch_cfg')} is not supported (an integer padding only)"
+        )
+    arch = cfg.get("arch", "base")
+    sizes = {}
+    if isinstance(arch, dict):
+        sizes = {k: arch[k] for k in ("embed_dims", "num_layers", "num_heads", "feedforward_channels")}
+        arch = None
+    elif str(arch).lower() not in ("b", "base", "l", "large", "h", "huge"):
+        # mmpretrain's own 'small' is 768 wide, 8 deep: not ViTPose-S (a custom dict).
+        raise ConversionError(f"mmpretrain.VisionTransformer arch {arch!r} is not supported (base, large, huge or a dict)")
+    img_size = cfg.get("img_size", 224)
+    return ViTBackbone(
+        arch=str(arch).lower() if arch else None, **sizes,
+        img_size=tuple(img_size) if isinstance(img_size, (list, tuple)) else (img_size, img_size),
+        patch_size=cfg.get("patch_size", 16), patch_padding=padding, in_channels=cfg.get("in_channels", 3),
+        qkv_bias=cfg.get("qkv_bias", True), drop_rate=cfg.get("drop_rate", 0.0),
+        drop_path_rate=cfg.get("drop_path_rate", 0.0), layer_norm_epsilon=float(norm.get("eps", 1e-5)),
+        final_norm=cfg.get("final_norm", True), name="backbone",
+    )
 
 
 def _build_rtmcc_head(cfg):
@@ -186,6 +233,8 @@ def _build_head(cfg):
     final = cfg.get("final_layer", {"kernel_size": 1})
     if final is None:
         raise ConversionError("HeatmapHead with final_layer=None is not supported")
+    if final.get("padding", (final.get("kernel_size", 1) - 1) // 2) != (final.get("kernel_size", 1) - 1) // 2:
+        raise ConversionError(f"HeatmapHead final_layer {final} is not supported (padding must keep the size)")
     # MMPose's defaults; its kernel sizes are ignored when there is no deconv.
     deconv_channels = cfg.get("deconv_out_channels", (256, 256, 256))
     deconv_kernels = cfg.get("deconv_kernel_sizes", (4, 4, 4)) if deconv_channels else None
@@ -239,14 +288,30 @@ def _build_loss(cfg, default="KeypointMSELoss"):
     return KeypointMSELoss(use_target_weight=cfg.get("use_target_weight", False), loss_weight=cfg.get("loss_weight", 1.0))
 
 
+def _build_neck(cfg):
+    kind = cfg.get("type")
+    if kind == "GlobalAveragePooling":
+        return GlobalAveragePooling(name="neck")
+    if kind == "FeatureMapProcessor":
+        unknown = sorted(set(cfg) - {"type", "scale_factor", "apply_relu", "align_corners", "select_index", "concat"})
+        if unknown or cfg.get("align_corners") or cfg.get("concat") or cfg.get("select_index") is not None:
+            raise ConversionError(
+                f"FeatureMapProcessor {cfg} is not supported (scale_factor and apply_relu only, align_corners=False)"
+            )
+        return FeatureMapProcessor(
+            scale_factor=cfg.get("scale_factor", 1.0), apply_relu=cfg.get("apply_relu", False), name="neck"
+        )
+    raise ConversionError(
+        f"neck {kind!r} is not supported yet (supported: GlobalAveragePooling, FeatureMapProcessor)"
+    )
+
+
 def build_from_mmpose_config(config, metainfo=None):
     """An (unweighted, built) TopdownEstimator from an MMPose model config."""
     cfg = load_mmpose_config(config)
     neck = None
     if cfg.get("neck"):
-        if cfg["neck"].get("type") != "GlobalAveragePooling":
-            raise ConversionError(f"neck {cfg['neck'].get('type')!r} is not supported yet (supported: GlobalAveragePooling)")
-        neck = GlobalAveragePooling(name="neck")
+        neck = _build_neck(cfg["neck"])
     head = _build_head(cfg["head"])
     if metainfo is None:
         if head.out_channels != 17:

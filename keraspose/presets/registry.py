@@ -37,6 +37,7 @@ Example:
 """
 
 import importlib
+import json
 import os
 
 from keraspose.presets.hub import BUNDLED_DIR, get_catalogue_entry, parse_handle, resolve_preset
@@ -73,6 +74,9 @@ CONVERTERS = {
     "mmdet": "keraspose.convert.mmdet",
 }
 BUNDLED = "bundled"
+# Hugging Face transformers checkpoints (config.json with a "model_type"),
+# converted on the fly when loaded; imported only then.
+TRANSFORMERS_CONVERTER = "keraspose.convert.hf_transformers"
 
 # What a preset of each task is called, and where such a model goes.
 TASKS = {
@@ -260,8 +264,28 @@ def check_preset_task(cls, handle, task, class_name):
 # ---------------------------------------------------------------------------
 # from_preset / save_to_preset
 # ---------------------------------------------------------------------------
+def _is_transformers_checkpoint(preset_dir):
+    """A directory whose config.json is a transformers model config (``model_type``), not a Keras object."""
+    path = os.path.join(preset_dir, "config.json")
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return False  # load_preset_config reports it
+    return isinstance(config, dict) and "model_type" in config and not (
+        config.get("class_name") or config.get("registered_name")
+    )
+
+
 def load_model_preset(cls, handle, load_weights=True, **overrides):
     """``cls.from_preset``: a catalogue name, ``hf://owner/repo[@revision]`` or a directory -> a ``cls``.
+
+    A Hugging Face transformers checkpoint (``config.json`` with a
+    ``model_type``, e.g. ``hf://usyd-community/vitpose-base-simple``) is
+    converted on the fly (:mod:`keraspose.convert.hf_transformers`);
+    ``overrides`` then are its options (``dataset_index``, ``metainfo``).
 
     A catalogue preset of another task is refused before anything is
     downloaded; ``load_weights=False`` on a catalogue name builds the
@@ -280,6 +304,16 @@ def load_model_preset(cls, handle, load_weights=True, **overrides):
                     )
                 return model
     preset_dir = resolve_preset(handle)
+    if _is_transformers_checkpoint(preset_dir):
+        model = importlib.import_module(TRANSFORMERS_CONVERTER).load_transformers_preset(
+            preset_dir, load_weights=load_weights, **overrides
+        )
+        if not isinstance(model, cls):
+            raise PresetTaskError(
+                f"{str(handle)!r} is a Hugging Face transformers checkpoint that converts to a "
+                f"{type(model).__name__}, not a {cls.__name__}; load it with keraspose.{type(model).__name__}.from_preset"
+            )
+        return model
     class_name = _config_class_name(load_preset_config(preset_dir))
     task = normalize_task(load_preset_metadata(preset_dir).get("task")) or task_of_class(class_name)
     check_preset_task(cls, handle, task, class_name)

@@ -107,3 +107,34 @@ def hrnet_recipe(steps_per_epoch, epochs=210, base_lr=5e-4):
         base_lr, milestones=[170 * steps_per_epoch, 200 * steps_per_epoch], warmup_steps=500
     )
     return keras.optimizers.Adam(learning_rate=schedule), epochs
+
+
+#: ViTPose's layer-wise learning-rate decay rate and block count per backbone size (MMPose's configs).
+VITPOSE_LAYER_DECAY = {"small": (0.8, 12), "base": (0.75, 12), "large": (0.8, 24), "huge": (0.85, 32)}
+
+
+def vitpose_recipe(steps_per_epoch, size="base", epochs=210, base_lr=5e-4):
+    """MMPose's ViTPose recipe: AdamW 5e-4 (weight decay 0.1) with layer-wise learning-rate decay,
+    gradients clipped to norm 1, 500-iteration linear warm-up, x0.1 at epochs 170 and 200.
+
+    ``size``: ``"small"``, ``"base"``, ``"large"`` or ``"huge"`` (decay 0.8, 0.75, 0.8, 0.85 over 12, 12,
+    24, 32 blocks). MMPose's 5e-4 is for 512 people per step (auto-scale-lr); scale it with your batch
+    size. Returns ``(optimizer, epochs)``:
+
+    >>> optimizer, epochs = vitpose_recipe(steps_per_epoch=100, size="base")
+    >>> optimizer.layer_decay_rate, optimizer.num_layers, epochs
+    (0.75, 12, 210)
+    """
+    from keraspose.training.layer_decay import LayerDecayAdamW
+
+    if size not in VITPOSE_LAYER_DECAY:
+        raise ValueError(f"vitpose_recipe: size must be one of {sorted(VITPOSE_LAYER_DECAY)}, got {size!r}")
+    rate, num_layers = VITPOSE_LAYER_DECAY[size]
+    schedule = WarmupMultiStepSchedule(
+        base_lr, milestones=[170 * steps_per_epoch, 200 * steps_per_epoch], warmup_steps=500
+    )
+    optimizer = LayerDecayAdamW(
+        num_layers=num_layers, layer_decay_rate=rate, learning_rate=schedule, weight_decay=0.1,
+        beta_1=0.9, beta_2=0.999, global_clipnorm=1.0,
+    )
+    return optimizer, epochs
