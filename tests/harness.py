@@ -44,6 +44,7 @@ from keraspose.models.resnet import ResNetBackbone
 from keraspose.models.rtmdet import CSPNeXtPAFPN, RTMDetector, RTMDetSepBNHead
 from keraspose.models.rtmpose import RTMCCHead
 from keraspose.models.topdown_estimator import TopdownEstimator
+from keraspose.models.vit import ViTBackbone
 
 ROLE_SUFFIXES = ("Backbone", "Neck", "FPN", "Head")
 
@@ -194,6 +195,9 @@ SPECS = [
               _features((16, 16, 4), (8, 8, 8), (4, 4, 16), (2, 2, 32)),
               lambda m, df: _pose_model(
                   HRNetBackbone(_tiny_hrnet_extra(multiscale_output=True), stem_channels=8, data_format=df), df, neck=m)),
+    ModelSpec("ViTBackbone", ViTBackbone,
+              lambda df: ViTBackbone(arch=None, embed_dims=32, num_layers=2, num_heads=2, img_size=(64, 64), data_format=df),
+              _image(64, 64), lambda m, df: _pose_model(m, df), has_batchnorm=False),
     ModelSpec("ResNetBackbone", ResNetBackbone, _tiny_resnet, _image(64, 64), lambda m, df: _pose_model(m, df)),
     ModelSpec("LiteHRNetBackbone", LiteHRNetBackbone, lambda df: LiteHRNetBackbone(_tiny_litehrnet_extra(), data_format=df),
               _image(64, 64), lambda m, df: _pose_model(m, df)),
