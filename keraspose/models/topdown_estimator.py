@@ -297,7 +297,9 @@ class TopdownEstimator(keras.Model, PresetMixin):
         self.pose_accuracy.add_batch_accuracy(self.head.accuracy(y_pred, y, self.pose_accuracy.thr))
         for extra in self.losses:  # regularisers, if any layer adds them
             loss = loss + extra
-        return loss
+        # Under tf.distribute each replica's gradients are summed: a replica
+        # contributes its loss over the replica count (Keras' convention).
+        return backend.scale_loss_for_replicas(loss)
 
     # -- preprocessing ----------------------------------------------------
     def preprocess(self, crops_rgb):
