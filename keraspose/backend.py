@@ -444,11 +444,31 @@ def sum_over_replicas(x):
         return x
     if BACKEND == "tensorflow":
         return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, x)
-    # torch.distributed.nn's all_reduce carries the gradient back (the
-    # gradient of a sum over ranks is the sum over ranks of the gradients).
-    import torch.distributed.nn.functional as dist_nn
+    return _SumOverProcesses.apply(x)
 
-    return dist_nn.all_reduce(x)
+
+if BACKEND == "torch":
+
+    class _SumOverProcesses(torch.autograd.Function):
+        """All-reduce (sum) that carries the gradient back: the gradient of a
+        sum over processes is the sum over processes of the gradients.
+        (torch.distributed.nn's all_reduce does this but is deprecated.)"""
+
+        @staticmethod
+        def forward(ctx, x):
+            import torch.distributed as dist
+
+            y = x.clone()
+            dist.all_reduce(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, grad):
+            import torch.distributed as dist
+
+            grad = grad.clone()
+            dist.all_reduce(grad)
+            return grad
 
 
 def scale_loss_for_replicas(loss):
@@ -506,6 +526,12 @@ def batch_norm_train(x, gamma, beta, moving_mean, moving_variance, momentum, eps
     data parallelism (:func:`num_replicas` > 1) the statistics are those of
     the global batch, all-reduced over the replicas, as MMPose's SyncBN.
     """
+    if keras.backend.standardize_dtype(x.dtype) != "float32":
+        # Mixed precision: the statistics in float32 (as Keras' BatchNormalization).
+        y = batch_norm_train(
+            ops.cast(x, "float32"), gamma, beta, moving_mean, moving_variance, momentum, epsilon, data_format
+        )
+        return ops.cast(y, x.dtype)
     if num_replicas() > 1:
         return _synchronized_batch_norm_train(
             x, gamma, beta, moving_mean, moving_variance, momentum, epsilon, data_format
@@ -566,3 +592,93 @@ def average_over_replicas_(tensors):
         t.copy_(flat[offset : offset + t.numel()].view_as(t))
         offset += t.numel()
     return tensors
+
+
+def broadcast_from_first_replica_(tensors):
+    """Overwrite ``tensors`` on every process with the first process's (torch, in place).
+
+    So that replicas initialised apart (random initialisers, a checkpoint
+    read on one process only) start equal, as ``DistributedDataParallel``
+    does at construction. ``tf.distribute`` and JAX's ``DataParallel`` hold
+    one copy of each variable already: nothing to do there.
+    """
+    if BACKEND != "torch" or num_replicas() == 1:
+        return tensors
+    import torch.distributed as dist
+
+    for t in tensors:
+        dist.broadcast(t, src=0)
+    return tensors
+
+
+@contextlib.contextmanager
+def data_parallel_scope(devices=1):
+    """Train inside this block with one model replica per device; yields the replica count.
+
+    Each backend's own engine (README, "Training on several devices"):
+
+    * TensorFlow: ``tf.distribute.MirroredStrategy`` over the first
+      ``devices`` GPUs (logical CPUs without GPUs), or
+      ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` describes several
+      hosts; build and compile the model inside the block.
+    * JAX: ``keras.distribution.DataParallel`` over the first ``devices``
+      devices, reset when the block ends.
+    * torch: one process per device under ``torchrun --nproc_per_node
+      devices``; the block joins its process group
+      (:func:`keraspose.training.distributed.initialize`).
+
+    With ``devices=1`` (and no ``torchrun``/``TF_CONFIG``) it changes nothing.
+    """
+    import os
+
+    devices = int(devices)
+    if devices < 1:
+        raise ValueError(f"devices must be 1 or more, got {devices}")
+    if BACKEND == "torch":
+        from keraspose.training import distributed
+
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size != devices:
+            raise ValueError(
+                f"devices={devices} but this is one of {world_size} torch process(es): on torch start one process "
+                f"per device with `torchrun --nproc_per_node {devices} <script> ...` (and the same --devices)"
+            )
+        yield distributed.initialize()[1]
+        return
+    if BACKEND == "tensorflow":
+        if "TF_CONFIG" in os.environ:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        elif devices == 1:
+            strategy = tf.distribute.get_strategy()
+        else:
+            kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+            available = [d.name for d in tf.config.list_logical_devices(kind)]
+            if len(available) < devices:
+                raise ValueError(
+                    f"devices={devices} but TensorFlow sees {len(available)} {kind} device(s) {available}; "
+                    "pass at most that many"
+                )
+            strategy = tf.distribute.MirroredStrategy(available[:devices])
+        with strategy.scope():
+            yield strategy.num_replicas_in_sync
+        return
+    if BACKEND == "jax":
+        available = keras.distribution.list_devices()
+        if len(available) < devices:
+            raise ValueError(
+                f"devices={devices} but JAX sees {len(available)} device(s) {available}; pass at most that many "
+                "(on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N host devices)"
+            )
+        if devices == 1:
+            yield 1
+            return
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=available[:devices]))
+        try:
+            yield devices
+        finally:
+            keras.distribution.set_distribution(previous)
+        return
+    if devices != 1:
+        raise ValueError(f"data-parallel training is not supported on the {BACKEND} backend")
+    yield 1

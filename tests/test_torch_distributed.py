@@ -6,14 +6,15 @@ first trains the tiny MMPose HRNet on coco_mini crops for two steps at batch
 samples in reverse order: the float noise floor of this network, the same
 computation summed in another order. Then both ranks join the group and
 train the same two global batches, each its 2-sample shard
-(``TopdownPyDataset(..., **distributed.shard_options())``), with the
+(``TopdownPyDataset(..., **distributed.dataset_options(4))``), with the
 optimizer averaging the gradients (``distributed.average_gradients``) and
 BatchNorm taking the global batch's statistics (SyncBN, automatic in a
 process group). Each of those three pieces is needed: the mean of the two
 ranks' losses must match one process to float tolerance, the weights must
 stay within the noise floor, and both ranks must hold the same weights.
 
-Runs in the torch suite only (the subprocesses are torch whatever the suite's backend).
+The torchrun test runs in the torch suite only (the subprocesses are torch
+whatever the suite's backend); the device-count check runs on every backend.
 """
 
 import json
@@ -26,7 +27,7 @@ import keras
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.skipif(
+torch_only = pytest.mark.skipif(
     keras.config.backend() != "torch", reason="torch.distributed training is tested in the KERAS_BACKEND=torch run"
 )
 
@@ -53,13 +54,15 @@ def weights(model):
     return {{v.path.split("/", 1)[1]: np.asarray(keras.ops.convert_to_numpy(v)) for v in model.weights}}
 
 
-def train(reversed_batches=False, **shard):
+def train(reversed_batches=False):
     model = from_mmpose(models + "/tiny_hrnet_coco_config.json", models + "/tiny_hrnet_coco.pth")
-    per_process = 4 // shard.get("num_shards", 1)
+    # A global batch of 4: 2 per process in the group, 4 alone.
     data = TopdownPyDataset(samples, train_pipeline(model.head.codec, load_metainfo("coco"), seed=0),
-                            model.preprocess, batch_size=per_process, seed=0, **shard)
+                            model.preprocess, seed=0, **distributed.dataset_options(4))
     # SGD at a small rate, as in test_data_parallel: updates linear in the gradient.
-    model.compile(optimizer=distributed.average_gradients(keras.optimizers.SGD(1e-4)))
+    model.compile(optimizer=keras.optimizers.SGD(1e-4))
+    distributed.synchronize_weights(model)
+    distributed.average_gradients(model.optimizer)
     initial = weights(model)
     losses = []
     for i in range(len(data)):
@@ -78,7 +81,7 @@ if rank == 0:  # one process, before the group exists
     np.savez(out + "/initial.npz", **initial)
 rank, world_size = distributed.initialize()
 assert world_size == 2 and keras.config.backend() == "torch"
-losses, state, _ = train(**distributed.shard_options())
+losses, state, _ = train()
 np.savez(out + f"/rank{{rank}}.npz", **state)
 with open(out + f"/rank{{rank}}.json", "w") as f:
     json.dump({{"losses": losses, **({{"single": single_losses}} if rank == 0 else {{}})}}, f)
@@ -99,6 +102,7 @@ def _update_err(other, single, initial):
     )
 
 
+@torch_only
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one(reference_dir, data_dir, tmp_path):
     tests = os.path.dirname(os.path.abspath(__file__))
@@ -130,3 +134,14 @@ def test_torchrun_two_processes_match_one(reference_dir, data_dir, tmp_path):
     print({"single": single_losses, "ranks": [log["losses"] for log in logs], "distributed_err": err, "reordered_err": floor})
     assert floor < 0.2
     assert err <= 2 * floor + 1e-6
+
+
+def test_data_parallel_refuses_more_devices_than_there_are():
+    # Every backend: a clear error naming the count and the fix (torchrun on torch).
+    from keraspose.training import distributed
+
+    with pytest.raises(ValueError, match="devices=64"):
+        with distributed.data_parallel(devices=64):
+            pass
+    with distributed.data_parallel(devices=1) as replicas:
+        assert replicas == 1

@@ -1,31 +1,39 @@
-"""Data-parallel training with one process per device on torch (``torchrun``).
+"""Data-parallel training: one recipe on every backend, and torch's missing pieces.
 
-Keras' torch trainer trains one process; it has no ``DistributedDataParallel``.
-This module is what the other two backends' engines do for us, in three
-pieces, and the one place outside :mod:`keraspose.backend` that knows about
-``torch.distributed`` (on TensorFlow and JAX it is not needed: use
-``tf.distribute.MirroredStrategy`` / ``keras.distribution.DataParallel``,
-see the README's "Training on several devices"):
+:func:`data_parallel` (``keraspose.backend.data_parallel_scope``) puts
+training on each backend's own engine: ``tf.distribute.MirroredStrategy``
+(``MultiWorkerMirroredStrategy`` with ``TF_CONFIG``),
+``keras.distribution.DataParallel`` on JAX, and one process per device under
+``torchrun`` on torch. :func:`dataset_options` and :func:`average_gradients`
+do what torch's engine does not (on the others they change nothing):
 
-* :func:`initialize` joins the process group ``torchrun`` describes in the
-  environment (``gloo`` on CPU, ``nccl`` on CUDA);
-* :func:`shard_options` gives ``TopdownPyDataset`` this process's share of
-  every global batch (same order and augmentations as one process);
-* :func:`average_gradients` makes an optimizer average the gradients over
-  the processes before applying them (one flat all-reduce, as DDP).
+* Keras' torch trainer trains one process and has no
+  ``DistributedDataParallel``. :func:`initialize` joins the process group
+  ``torchrun`` describes in the environment (``gloo`` on CPU, ``nccl`` on
+  CUDA); :func:`dataset_options` gives ``TopdownPyDataset`` this process's
+  share of every global batch (same order and augmentations as one
+  process); :func:`average_gradients` makes the optimizer average the
+  gradients over the processes before applying them (one flat all-reduce,
+  as DDP). This module and :mod:`keraspose.backend` are the only places
+  that know about ``torch.distributed``.
+* BatchNorm needs nothing on any backend: under data parallelism
+  keraspose's BatchNorm normalises with the global batch's statistics in
+  training (:func:`keraspose.backend.batch_norm_train`, MMPose's SyncBN),
+  and the loss is scaled per replica where the engine sums gradients
+  (``tf.distribute``).
 
-BatchNorm needs nothing: once the process group is up, keraspose's
-BatchNorm normalises with the global batch's statistics in training
-(:func:`keraspose.backend.batch_norm_train`, MMPose's SyncBN). The loss each
-process logs is that of its own shard.
+On torch the loss each process logs is that of its own shard.
 
-Example (``torchrun --nproc_per_node 2 train.py``):
+Example (the same script on every backend; on torch start it with
+``torchrun --nproc_per_node 2 train.py``):
 >>> from keraspose.training import distributed  # doctest: +SKIP
->>> rank, world_size = distributed.initialize()  # doctest: +SKIP
->>> data = TopdownPyDataset(samples, pipeline, model.preprocess, batch_size=32,
-...                         **distributed.shard_options())  # doctest: +SKIP
->>> model.compile(optimizer=distributed.average_gradients(keras.optimizers.AdamW(5e-4)))  # doctest: +SKIP
->>> model.fit(data, epochs=210)  # doctest: +SKIP
+>>> with distributed.data_parallel(devices=2):  # doctest: +SKIP
+...     model = build_model()
+...     data = TopdownPyDataset(samples, pipeline, model.preprocess, **distributed.dataset_options(64))
+...     model.compile(optimizer=keras.optimizers.AdamW(5e-4))
+...     distributed.synchronize_weights(model)
+...     distributed.average_gradients(model.optimizer)
+...     model.fit(data, epochs=210)
 """
 
 import os
@@ -90,16 +98,57 @@ def shard_options():
     return {"num_shards": world_size, "shard_index": rank}
 
 
+def data_parallel(devices=1):
+    """Context manager: train inside it on ``devices`` devices; yields the replica count.
+
+    See :func:`keraspose.backend.data_parallel_scope`.
+    """
+    return backend.data_parallel_scope(devices)
+
+
+def dataset_options(global_batch_size):
+    """``TopdownPyDataset`` keyword arguments for a global batch of ``global_batch_size``.
+
+    On TensorFlow and JAX the engine splits the global batch over the
+    devices: the dataset yields all of it. Under ``torchrun`` each process
+    loads its own share (``batch_size`` per process and its shard).
+    """
+    rank, world_size = rank_and_world_size()
+    if global_batch_size % world_size:
+        raise ValueError(
+            f"the batch size {global_batch_size} does not split over {world_size} processes; "
+            f"pass a multiple of {world_size}"
+        )
+    return {"batch_size": global_batch_size // world_size, **shard_options()}
+
+
+def synchronize_weights(model):
+    """Give every process the first process's weights (torch under ``torchrun``; nothing elsewhere).
+
+    Call it once the model is built, before training, as
+    ``DistributedDataParallel`` does: freshly initialised replicas differ
+    unless every process seeded its initialisers alike.
+    """
+    with backend.inference_mode():
+        backend.broadcast_from_first_replica_([v.value for v in model.weights])
+    return model
+
+
 def average_gradients(optimizer):
     """``optimizer``, made to average its gradients over the processes before applying them.
 
     Wraps the optimizer's ``apply`` (which Keras' torch trainer calls after
-    ``loss.backward()``) on this instance only; with one process it changes
-    nothing. Wrap the outermost optimizer (a ``LossScaleOptimizer``, if any:
-    the average is linear, so averaging scaled gradients is the same, and every
-    process then sees the same overflow and skips the same steps).
+    ``loss.backward()``) on this instance only; with one process (and on
+    TensorFlow and JAX) it changes nothing. Call it on ``model.optimizer``
+    after ``compile``: under ``mixed_float16`` compile wraps the optimizer
+    in a ``LossScaleOptimizer``, and the outermost must average (averaging
+    scaled gradients is the same, and every process then sees the same
+    overflow and skips the same steps; an inner one would let the processes
+    disagree and wait on each other forever).
     """
     optimizer = keras.optimizers.get(optimizer)
+    if rank_and_world_size()[1] == 1:
+        return optimizer
     if getattr(optimizer, "_keraspose_averages_gradients", False):
         return optimizer
     apply = optimizer.apply
