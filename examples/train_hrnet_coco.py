@@ -42,6 +42,18 @@ overfits the 86 coco_mini people within a few hundred steps (the training
 
     python examples/train_hrnet_coco.py --demo --width 8 --input-size 96x128 --no-augment \
         --epochs 50 --batch-size 16 --lr 1e-3 --warmup-steps 50 --eval-every 50 --workers 0 --out runs/overfit
+
+Several devices, the same flags on every backend (``--batch-size`` is the
+global batch, split over the devices; BatchNorm is synchronised, as MMPose's
+SyncBN)::
+
+    KERAS_BACKEND=jax python examples/train_hrnet_coco.py --coco-root coco --devices 8
+    KERAS_BACKEND=tensorflow python examples/train_hrnet_coco.py --coco-root coco --devices 8
+    KERAS_BACKEND=torch torchrun --nproc_per_node 8 examples/train_hrnet_coco.py --coco-root coco --devices 8
+
+(TensorFlow on several hosts: set ``TF_CONFIG`` on each and the script uses
+``MultiWorkerMirroredStrategy``.) ``--mixed-precision bfloat16`` (or
+``float16``, with dynamic loss scaling) trains under Keras' mixed precision.
 """
 
 import argparse
@@ -57,7 +69,9 @@ import keraspose
 from keraspose.codecs import MSRAHeatmap
 from keraspose.models.heads import HeatmapHead
 from keraspose.models.hrnet import HRNetBackbone, hrnet_extra
-from keraspose.training import CocoEvaluation, TopdownPyDataset, hrnet_recipe, train_pipeline, val_pipeline
+from keraspose.training import (
+    CocoEvaluation, TopdownPyDataset, distributed, hrnet_recipe, train_pipeline, val_pipeline,
+)
 
 SHARED = Path(os.environ.get("KERASPOSE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
@@ -115,8 +129,19 @@ def main(argv=None):
                         help="train on the plain validation crops (no flips, half-body, shifts, rotations): "
                              "for overfitting checks, not for real training")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--devices", type=int, default=1,
+                        help="data-parallel devices (torch: start with torchrun --nproc_per_node N)")
+    parser.add_argument("--mixed-precision", choices=("off", "bfloat16", "float16"), default="off",
+                        help="Keras mixed precision (float16 adds dynamic loss scaling)")
     parser.add_argument("--out", default="runs/hrnet_coco")
     args = parser.parse_args(argv)
+    if args.mixed_precision != "off":
+        keras.mixed_precision.set_dtype_policy(f"mixed_{args.mixed_precision}")
+    with distributed.data_parallel(args.devices) as replicas:
+        train_model(args, parser, replicas)
+
+
+def train_model(args, parser, replicas):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -138,28 +163,39 @@ def main(argv=None):
     else:
         pipeline = train_pipeline(model.head.codec, model.metainfo, seed=args.seed)
     data = TopdownPyDataset(
-        train, pipeline, model.preprocess,
-        batch_size=args.batch_size, seed=args.seed,
+        train, pipeline, model.preprocess, seed=args.seed,
         workers=max(args.workers, 1), use_multiprocessing=args.workers > 0,
+        **distributed.dataset_options(args.batch_size),
     )
     optimizer, _ = hrnet_recipe(steps_per_epoch=len(data), epochs=args.epochs, base_lr=args.lr)
     optimizer.learning_rate.warmup_steps = args.warmup_steps
+    # (Under mixed_float16 compile wraps the optimizer in a LossScaleOptimizer.)
     model.compile(optimizer=optimizer)
-    print(f"{model.name}: {model.count_params():,} weights; {len(train)} training people in {len(data)} "
-          f"batches of {args.batch_size}; {len(val)} validation boxes; backend {keras.config.backend()}")
+    # torch under torchrun: every process starts from rank 0's weights and
+    # averages its gradients with the others (nothing to do elsewhere).
+    distributed.synchronize_weights(model)
+    distributed.average_gradients(model.optimizer)
+    main_process = distributed.is_main_process()
+    if main_process:
+        print(f"{model.name}: {model.count_params():,} weights; {len(train)} training people in {len(data)} "
+              f"batches of {args.batch_size} over {replicas} device(s); {len(val)} validation boxes; "
+              f"backend {keras.config.backend()}, dtype policy {keras.mixed_precision.dtype_policy().name}")
 
     start = time.perf_counter()
-    history = model.fit(
-        data, epochs=args.epochs, verbose=2,
-        callbacks=[
+    # torch under torchrun: every process trains; only rank 0 evaluates and writes.
+    callbacks = [keras.callbacks.BackupAndRestore(str(out / ("backup" if main_process else "backup_other_rank")))]
+    if main_process:
+        callbacks += [
             CocoEvaluation(val, every_n_epochs=args.eval_every, save_best=out / "best_preset"),
-            keras.callbacks.BackupAndRestore(str(out / "backup")),
             keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
-        ],
-    ).history
+        ]
+    history = model.fit(data, epochs=args.epochs, verbose=2 if main_process else 0, callbacks=callbacks).history
+    if not main_process:
+        return
     model.save_to_preset(out / "final_preset", overwrite=True)
     summary = {
-        "width": args.width, "backend": keras.config.backend(), "epochs": args.epochs,
+        "width": args.width, "backend": keras.config.backend(), "epochs": args.epochs, "devices": replicas,
+        "dtype_policy": keras.mixed_precision.dtype_policy().name,
         "steps_per_epoch": len(data), "seconds": round(time.perf_counter() - start, 1),
         "loss": history.get("loss"), "acc_pose": history.get("acc_pose"),
         "coco/AP": history.get("coco/AP"),

@@ -412,6 +412,109 @@ def add_(x, y):
     return x + y
 
 
+# --------------------------------------------------------------------------
+# Data-parallel training (several replicas of the model in lockstep)
+# --------------------------------------------------------------------------
+
+
+def num_replicas():
+    """How many replicas train in lockstep with this one (1 without data parallelism).
+
+    TensorFlow: the replicas of the ``tf.distribute`` strategy whose replica
+    context we run in (``MirroredStrategy``, ``MultiWorkerMirroredStrategy``).
+    torch: the world of an initialised ``torch.distributed`` process group
+    (``torchrun``; see :mod:`keraspose.training.distributed`). JAX: always 1,
+    since ``keras.distribution.DataParallel`` compiles one SPMD program over
+    the global batch, whose sums and means are already the global ones.
+    """
+    if BACKEND == "tensorflow":
+        context = tf.distribute.get_replica_context()
+        return 1 if context is None else int(context.num_replicas_in_sync)
+    if BACKEND == "torch":
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size()
+    return 1
+
+
+def sum_over_replicas(x):
+    """The sum of ``x`` over every replica (differentiable); ``x`` itself with one replica."""
+    if num_replicas() == 1:
+        return x
+    if BACKEND == "tensorflow":
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, x)
+    return _SumOverProcesses.apply(x)
+
+
+if BACKEND == "torch":
+
+    class _SumOverProcesses(torch.autograd.Function):
+        """All-reduce (sum) that carries the gradient back: the gradient of a
+        sum over processes is the sum over processes of the gradients.
+        (torch.distributed.nn's all_reduce does this but is deprecated.)"""
+
+        @staticmethod
+        def forward(ctx, x):
+            import torch.distributed as dist
+
+            y = x.clone()
+            dist.all_reduce(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, grad):
+            import torch.distributed as dist
+
+            grad = grad.clone()
+            dist.all_reduce(grad)
+            return grad
+
+
+def scale_loss_for_replicas(loss):
+    """A replica's loss as its share of the global loss (Keras' convention under ``tf.distribute``).
+
+    A ``tf.distribute`` strategy *sums* the replicas' gradients, so a
+    replica's loss must be divided by the replica count for the update to be
+    that of the global mean loss (Keras' own losses do this in
+    ``keras.losses.Loss``; the trainer multiplies it back for the logs). On
+    torch :mod:`keraspose.training.distributed` averages the gradients
+    itself, and JAX's SPMD loss is already global: unchanged there.
+    """
+    if BACKEND == "tensorflow":
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss * ops.cast(1.0 / replicas, loss.dtype)
+    return loss
+
+
+def _synchronized_batch_norm_train(x, gamma, beta, moving_mean, moving_variance, momentum, epsilon, data_format):
+    """BatchNorm over the global batch of every replica (MMPose's SyncBN).
+
+    Two all-reduces, in float32: the sums (with the element count), then the
+    squared deviations from the global mean. One all-reduce of the sums and
+    the sums of squares (``E[x^2] - E[x]^2``) loses digits of the variance
+    to cancellation: measured, it doubled the weights' distance from one
+    device's training on the tiny HRNet, where this stays at the float noise floor.
+    """
+    axes = (0, 2, 3) if data_format == "channels_first" else (0, 1, 2)
+    shape = (1, -1, 1, 1) if data_format == "channels_first" else (1, 1, 1, -1)
+    channels = x.shape[channel_axis(data_format)]
+    x32 = ops.cast(x, "float32")
+    count = ops.cast(ops.size(x), "float32") / channels
+    totals = sum_over_replicas(ops.concatenate([ops.sum(x32, axis=axes), ops.reshape(count, (1,))]))
+    count = totals[channels]
+    mean = totals[:channels] / count
+    centred = x32 - ops.reshape(mean, shape)
+    var = sum_over_replicas(ops.sum(ops.square(centred), axis=axes)) / count
+    unbiased = var * (count / ops.maximum(count - 1.0, 1.0))
+    moving_mean.assign(moving_mean * (1 - momentum) + ops.stop_gradient(mean) * momentum)
+    moving_variance.assign(moving_variance * (1 - momentum) + ops.stop_gradient(unbiased) * momentum)
+    inv_std = ops.cast(gamma, "float32") * ops.rsqrt(var + epsilon)
+    y = centred * ops.reshape(inv_std, shape) + ops.reshape(ops.cast(beta, "float32"), shape)
+    return ops.cast(y, x.dtype)
+
+
 def batch_norm_train(x, gamma, beta, moving_mean, moving_variance, momentum, epsilon, data_format):
     """Training-mode BatchNorm: normalise with the batch statistics and update
     the moving ones (``moving = (1 - momentum) * moving + momentum * batch``,
@@ -419,8 +522,20 @@ def batch_norm_train(x, gamma, beta, moving_mean, moving_variance, momentum, eps
 
     On torch this is one fused ``F.batch_norm`` (forward and backward in one
     kernel each, running statistics updated in place) instead of about ten
-    elementwise ops; elsewhere the same arithmetic in ``keras.ops``.
+    elementwise ops; elsewhere the same arithmetic in ``keras.ops``. Under
+    data parallelism (:func:`num_replicas` > 1) the statistics are those of
+    the global batch, all-reduced over the replicas, as MMPose's SyncBN.
     """
+    if keras.backend.standardize_dtype(x.dtype) != "float32":
+        # Mixed precision: the statistics in float32 (as Keras' BatchNormalization).
+        y = batch_norm_train(
+            ops.cast(x, "float32"), gamma, beta, moving_mean, moving_variance, momentum, epsilon, data_format
+        )
+        return ops.cast(y, x.dtype)
+    if num_replicas() > 1:
+        return _synchronized_batch_norm_train(
+            x, gamma, beta, moving_mean, moving_variance, momentum, epsilon, data_format
+        )
     if BACKEND == "torch":
         y = x.permute(0, 3, 1, 2) if data_format == "channels_last" else x
         y = F.batch_norm(
@@ -452,3 +567,118 @@ def batch_norm_train(x, gamma, beta, moving_mean, moving_variance, momentum, eps
         inv_std = ops.reshape(inv_std, (1, -1, 1, 1))
         shift = ops.reshape(shift, (1, -1, 1, 1))
     return x * inv_std + shift
+
+
+def average_over_replicas_(tensors):
+    """Replace each tensor by its mean over the replicas, in place (torch data parallelism).
+
+    One all-reduce of all of them flattened into one buffer (what PyTorch's
+    ``DistributedDataParallel`` does bucket by bucket): hundreds of small
+    collectives, one per weight, cost far more than one large one. Only torch
+    needs this: ``tf.distribute`` sums the replicas' gradients itself, JAX's
+    SPMD gradients are already global.
+    """
+    replicas = num_replicas()
+    if BACKEND != "torch" or replicas == 1:
+        return tensors
+    import torch.distributed as dist
+
+    present = [t for t in tensors if t is not None]
+    flat = torch.cat([t.reshape(-1) for t in present])
+    dist.all_reduce(flat)
+    flat /= replicas
+    offset = 0
+    for t in present:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
+    return tensors
+
+
+def broadcast_from_first_replica_(tensors):
+    """Overwrite ``tensors`` on every process with the first process's (torch, in place).
+
+    So that replicas initialised apart (random initialisers, a checkpoint
+    read on one process only) start equal, as ``DistributedDataParallel``
+    does at construction. ``tf.distribute`` and JAX's ``DataParallel`` hold
+    one copy of each variable already: nothing to do there.
+    """
+    if BACKEND != "torch" or num_replicas() == 1:
+        return tensors
+    import torch.distributed as dist
+
+    for t in tensors:
+        dist.broadcast(t, src=0)
+    return tensors
+
+
+@contextlib.contextmanager
+def data_parallel_scope(devices=1):
+    """Train inside this block with one model replica per device; yields the replica count.
+
+    Each backend's own engine (README, "Training on several devices"):
+
+    * TensorFlow: ``tf.distribute.MirroredStrategy`` over the first
+      ``devices`` GPUs (logical CPUs without GPUs), or
+      ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` describes several
+      hosts; build and compile the model inside the block.
+    * JAX: ``keras.distribution.DataParallel`` over the first ``devices``
+      devices, reset when the block ends.
+    * torch: one process per device under ``torchrun --nproc_per_node
+      devices``; the block joins its process group
+      (:func:`keraspose.training.distributed.initialize`).
+
+    With ``devices=1`` (and no ``torchrun``/``TF_CONFIG``) it changes nothing.
+    """
+    import os
+
+    devices = int(devices)
+    if devices < 1:
+        raise ValueError(f"devices must be 1 or more, got {devices}")
+    if BACKEND == "torch":
+        from keraspose.training import distributed
+
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size != devices:
+            raise ValueError(
+                f"devices={devices} but this is one of {world_size} torch process(es): on torch start one process "
+                f"per device with `torchrun --nproc_per_node {devices} <script> ...` (and the same --devices)"
+            )
+        yield distributed.initialize()[1]
+        return
+    if BACKEND == "tensorflow":
+        if "TF_CONFIG" in os.environ:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        elif devices == 1:
+            strategy = tf.distribute.get_strategy()
+        else:
+            kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+            available = [d.name for d in tf.config.list_logical_devices(kind)]
+            if len(available) < devices:
+                raise ValueError(
+                    f"devices={devices} but TensorFlow sees {len(available)} {kind} device(s) {available}; "
+                    "pass at most that many"
+                )
+            strategy = tf.distribute.MirroredStrategy(available[:devices])
+        with strategy.scope():
+            yield strategy.num_replicas_in_sync
+        return
+    if BACKEND == "jax":
+        available = keras.distribution.list_devices()
+        if len(available) < devices:
+            raise ValueError(
+                f"devices={devices} but JAX sees {len(available)} device(s) {available}; pass at most that many "
+                "(on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N host devices)"
+            )
+        if devices == 1:
+            yield 1
+            return
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=available[:devices]))
+        try:
+            yield devices
+        finally:
+            keras.distribution.set_distribution(previous)
+        return
+    if devices != 1:
+        raise ValueError(f"data-parallel training is not supported on the {BACKEND} backend")
+    yield 1

@@ -5,6 +5,7 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -34,6 +35,25 @@ def test_train_hrnet_demo(tmp_path, monkeypatch):
           "--eval-every", "1", "--workers", "0", "--out", str(out)], monkeypatch)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps_per_epoch"] == 3 and len(summary["coco/AP"]) == 1
+
+
+@pytest.mark.long
+def test_train_hrnet_demo_mixed_precision(tmp_path, monkeypatch):
+    # The same flags on every backend; --devices 1 is the one-device default
+    # (several devices: see the script's docstring and the README).
+    import keras
+
+    out = tmp_path / "hr_bf16"
+    try:
+        _run(EXAMPLES / "train_hrnet_coco.py",
+             ["--demo", "--width", "8", "--input-size", "96x128", "--epochs", "1", "--batch-size", "32",
+              "--eval-every", "1", "--workers", "0", "--devices", "1", "--mixed-precision", "bfloat16",
+              "--out", str(out)], monkeypatch)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dtype_policy"] == "mixed_bfloat16" and summary["devices"] == 1
+    assert all(np.isfinite(summary["loss"]))
 
 
 @pytest.mark.long

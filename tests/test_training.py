@@ -183,3 +183,26 @@ def test_train_pipeline_with_photometric_distortion(coco_mini_samples, tiny_mode
     np.testing.assert_array_equal(yp["heatmaps"], yq["heatmaps"])
     assert not np.array_equal(xp, xq)
     np.testing.assert_array_equal(photo[0][0], xq)
+
+
+def test_shards_together_are_one_process_batches(coco_mini_samples, tiny_model):
+    # Data parallelism with one process per replica (torchrun): the shards of
+    # a global batch are that batch's samples, augmented alike; a short last
+    # global batch is padded from the start so every shard makes the same steps.
+    samples = coco_mini_samples[:6]
+    whole = _dataset(samples, tiny_model, seed=3)  # batches of 4
+    shards = [
+        TopdownPyDataset(samples, train_pipeline(tiny_model.head.codec, load_metainfo("coco"), seed=3),
+                         tiny_model.preprocess, batch_size=2, seed=3, num_shards=2, shard_index=i)
+        for i in (0, 1)
+    ]
+    assert len(whole) == len(shards[0]) == len(shards[1]) == 2
+    x, y = whole[0]
+    np.testing.assert_array_equal(np.concatenate([shards[0][0][0], shards[1][0][0]]), x)
+    np.testing.assert_array_equal(np.concatenate([shards[0][0][1]["heatmaps"], shards[1][0][1]["heatmaps"]]),
+                                  y["heatmaps"])
+    last = whole[1][0]  # the 2 remaining samples
+    np.testing.assert_array_equal(shards[0][1][0], last)
+    np.testing.assert_array_equal(shards[1][1][0], x[:2])  # padded with the epoch's first samples
+    with pytest.raises(ValueError, match="shard_index=2"):
+        TopdownPyDataset(samples, shards[0].pipeline, tiny_model.preprocess, num_shards=2, shard_index=2)

@@ -122,14 +122,21 @@ class ConvBN(BaseLayer):
             else None
         )
         if self.norm:
-            self.gamma = self.add_weight(name="gamma", shape=(self.filters,), initializer="ones")
-            self.beta = self.add_weight(name="beta", shape=(self.filters,), initializer="zeros")
-            self.moving_mean = self.add_weight(
-                name="moving_mean", shape=(self.filters,), initializer="zeros", trainable=False
-            )
-            self.moving_variance = self.add_weight(
-                name="moving_variance", shape=(self.filters,), initializer="ones", trainable=False
-            )
+            self._add_batch_norm_weights()
+
+    def _add_batch_norm_weights(self):
+        # BatchNorm stays float32 under mixed precision (autocast=False, as
+        # Keras' BatchNormalization): its statistics are updated in place, and
+        # a half-precision copy would drop the update and the small variances.
+        f = self.filters
+        self.gamma = self.add_weight(name="gamma", shape=(f,), initializer="ones", autocast=False)
+        self.beta = self.add_weight(name="beta", shape=(f,), initializer="zeros", autocast=False)
+        self.moving_mean = self.add_weight(
+            name="moving_mean", shape=(f,), initializer="zeros", trainable=False, autocast=False
+        )
+        self.moving_variance = self.add_weight(
+            name="moving_variance", shape=(f,), initializer="ones", trainable=False, autocast=False
+        )
 
     # -- the convolution itself -------------------------------------------
     def _conv(self, x, native_kernel, bias):
@@ -144,23 +151,27 @@ class ConvBN(BaseLayer):
         )
 
     def _folded_kernel_and_bias(self):
-        """Kernel and bias with the BatchNorm (inference statistics) folded in."""
+        """Kernel and bias with the BatchNorm (inference statistics) folded in,
+        computed in float32 and given in the layer's compute dtype."""
         kernel, bias = self.kernel, self.bias
         if not self.norm:
             return kernel, bias
+        dtype = self.compute_dtype
         inv_std = self.gamma * ops.rsqrt(self.moving_variance + self.epsilon)
         # The output-channel axis is last for a conv kernel, third for a
         # transposed one ((kh, kw, out, in)).
         scale = ops.reshape(inv_std, (1, 1, -1, 1)) if self.transpose else inv_std
-        kernel = kernel * scale
-        shift = -self.moving_mean if bias is None else bias - self.moving_mean
-        return kernel, self.beta + shift * inv_std
+        kernel = ops.cast(kernel, "float32") * scale
+        shift = -self.moving_mean if bias is None else ops.cast(bias, "float32") - self.moving_mean
+        return ops.cast(kernel, dtype), ops.cast(self.beta + shift * inv_std, dtype)
 
     def _inference_weights(self):
         variables = [v for v in (self.kernel, self.bias) if v is not None]
         if self.norm:
             variables += [self.gamma, self.beta, self.moving_mean, self.moving_variance]
         key = backend.cache_key(variables)
+        if key is not None:  # a cached kernel is in the compute dtype it was made for
+            key = (self.compute_dtype, key)
         cache = self._inference_cache
         if key is not None and cache is not None and cache[0] == key:
             return cache[1], cache[2]

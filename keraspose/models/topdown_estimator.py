@@ -293,11 +293,15 @@ class TopdownEstimator(keras.Model, PresetMixin):
                 f"{type(self.head).__name__}'s codec's targets), as keraspose.training.TopdownPyDataset "
                 f"yields; got {got}"
             )
+        # The loss in float32 whatever the compute dtype (mixed precision), as Keras' losses.
+        y_pred = keras.tree.map_structure(lambda t: keras.ops.cast(t, "float32"), y_pred)
         loss = self.head.compute_loss(y_pred, y)
         self.pose_accuracy.add_batch_accuracy(self.head.accuracy(y_pred, y, self.pose_accuracy.thr))
         for extra in self.losses:  # regularisers, if any layer adds them
             loss = loss + extra
-        return loss
+        # Under tf.distribute each replica's gradients are summed: a replica
+        # contributes its loss over the replica count (Keras' convention).
+        return backend.scale_loss_for_replicas(loss)
 
     # -- preprocessing ----------------------------------------------------
     def preprocess(self, crops_rgb):
@@ -358,10 +362,11 @@ class TopdownEstimator(keras.Model, PresetMixin):
         if not self.built:
             self.build()
         out = keras.Model.predict_on_batch(self, batch)
+        # float32 for decoding whatever the compute dtype (mixed precision).
         if isinstance(out, dict):
-            out = {k: np.asarray(keras.ops.convert_to_numpy(v)) for k, v in out.items()}
+            out = {k: np.asarray(keras.ops.convert_to_numpy(v), np.float32) for k, v in out.items()}
         else:
-            out = np.asarray(keras.ops.convert_to_numpy(out))
+            out = np.asarray(keras.ops.convert_to_numpy(out), np.float32)
         return self.head.to_codec_layout(out)
 
     def predict_crops(self, crops_rgb, centers, scales, batch_size=32, flip_test=None):

@@ -674,6 +674,29 @@ def _load_weights(model, path):
         variable.assign(tensors[key])
 
 
+def _is_dtype_policy(value):
+    if isinstance(value, dict):
+        return value.get("class_name") in ("DTypePolicy", "FloatDTypePolicy", "DTypePolicyMap")
+    return isinstance(value, str) and value in ("float32", "float16", "bfloat16", "mixed_float16", "mixed_bfloat16")
+
+
+def _with_dtype_policy(config, dtype):
+    """``config`` with every saved layer dtype policy replaced by ``dtype``
+    (``None``: removed, so the layers take the global policy)."""
+    if isinstance(config, list):
+        return [_with_dtype_policy(v, dtype) for v in config]
+    if not isinstance(config, dict):
+        return config
+    out = {}
+    for key, value in config.items():
+        if key == "dtype" and _is_dtype_policy(value):
+            if dtype is not None:
+                out[key] = dtype
+            continue
+        out[key] = _with_dtype_policy(value, dtype)
+    return out
+
+
 def load_preset(preset_dir, expected_class=None, load_weights=True, *, expected_num_keypoints=None,
                 **config_overrides):
     """Build the model stored in a preset directory and load its weights.
@@ -689,7 +712,11 @@ def load_preset(preset_dir, expected_class=None, load_weights=True, *, expected_
         expected_num_keypoints: if given, the preset must predict this many
             keypoints (checked against metadata.json and the built model).
         **config_overrides: replace top-level config entries before the
-            model is built, e.g. ``flip_test=False``.
+            model is built, e.g. ``flip_test=False``. ``dtype`` (a Keras
+            dtype policy such as ``"mixed_bfloat16"``) applies to every
+            layer; without it the layers take the global policy
+            (``keras.mixed_precision.set_dtype_policy``), whatever the
+            preset was saved under.
 
     Returns:
         the built model, weights loaded.
@@ -720,6 +747,9 @@ def load_preset(preset_dir, expected_class=None, load_weights=True, *, expected_
     if load_weights:
         _open_weights(weights_path)  # fail on a missing/corrupt file before the (slow) build
 
+    # The compute dtype is the caller's choice, not the preset's: every layer
+    # takes dtype= if given, else the global policy (keras.mixed_precision).
+    config = _with_dtype_policy(config, config_overrides.pop("dtype", None))
     if config_overrides:
         config = dict(config)
         config["config"] = {**config["config"], **config_overrides}

@@ -95,6 +95,16 @@ class TopdownPyDataset(keras.utils.PyDataset):
         pipeline: a ``Compose`` of transforms ending in ``GenerateTarget``.
         preprocess: ``uint8 RGB crops -> network input`` (``model.preprocess``).
         batch_size, shuffle, seed: as usual; ``drop_last`` drops a short batch.
+        num_shards, shard_index: data-parallel training with one process per
+            replica (``torchrun``): this process's share of every global
+            batch of ``batch_size * num_shards`` samples, drawn in the same
+            order and with the same augmentations as one process would draw
+            them, so the replicas together see exactly one process's batches.
+            ``batch_size`` is then per replica. A short last global batch is
+            filled up from the start of the epoch's order (as PyTorch's
+            ``DistributedSampler`` pads), so every replica makes the same
+            number of steps (their collectives must pair up).
+            :func:`keraspose.training.distributed.shard_options` gives both.
         on_missing_image: ``"raise"`` (default) stops with the file's name;
             ``"skip"`` warns and fills the batch with another sample.
 
@@ -105,7 +115,7 @@ class TopdownPyDataset(keras.utils.PyDataset):
 
     def __init__(
         self, samples, pipeline, preprocess, batch_size=32, shuffle=True, seed=0,
-        drop_last=False, on_missing_image="raise", **kwargs,
+        drop_last=False, on_missing_image="raise", num_shards=1, shard_index=0, **kwargs,
     ):
         super().__init__(**kwargs)
         if len(samples) == 0:
@@ -121,6 +131,13 @@ class TopdownPyDataset(keras.utils.PyDataset):
         self.seed = int(seed)
         self.drop_last = drop_last
         self.on_missing_image = on_missing_image
+        self.num_shards = int(num_shards)
+        self.shard_index = int(shard_index)
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(
+                f"TopdownPyDataset: shard_index={shard_index} must be in [0, num_shards={num_shards}); "
+                "pass the process's rank and the world size"
+            )
         self.epoch = 0
         self._order = self._make_order()
 
@@ -130,7 +147,7 @@ class TopdownPyDataset(keras.utils.PyDataset):
         return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.samples))
 
     def __len__(self):
-        n = len(self.samples) / self.batch_size
+        n = len(self.samples) / (self.batch_size * self.num_shards)
         return math.floor(n) if self.drop_last else math.ceil(n)
 
     def on_epoch_end(self):
@@ -169,10 +186,19 @@ class TopdownPyDataset(keras.utils.PyDataset):
             raise ValueError(f"the pipeline dropped sample {index}; training pipelines must keep every sample")
         return results
 
+    def _batch_positions(self, batch_index):
+        """Positions in the epoch's order of this shard's samples of batch ``batch_index``."""
+        if self.num_shards == 1:
+            return np.arange(batch_index * self.batch_size, min((batch_index + 1) * self.batch_size, len(self._order)))
+        start = (batch_index * self.num_shards + self.shard_index) * self.batch_size
+        # Wrapping around pads a short last global batch from the start.
+        return np.arange(start, start + self.batch_size) % len(self._order)
+
     def __getitem__(self, batch_index):
-        indices = self._order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
+        positions = self._batch_positions(batch_index)
         crops, encoded = [], []
-        for offset, index in enumerate(indices):
+        for position in positions:
+            index = self._order[position]
             try:
                 results = self.load_sample(index)
             except FileNotFoundError as err:
@@ -184,7 +210,7 @@ class TopdownPyDataset(keras.utils.PyDataset):
 
                 warnings.warn(f"skipping sample {index}: {err}")
                 # Keep the batch full with a deterministic stand-in sample.
-                results = self.load_sample(self._order[(batch_index * self.batch_size + offset + 1) % len(self._order)])
+                results = self.load_sample(self._order[(position + 1) % len(self._order)])
             crops.append(cv2.cvtColor(results["img"], cv2.COLOR_BGR2RGB))
             encoded.append(results)
         x = self.preprocess(np.stack(crops))

@@ -320,9 +320,5 @@ class SharedKernelConvBN(ConvBN):
         source = self._source_ref()
         if not source.built:
             source.build(input_shape)
-        f = self.filters
         self.bias = None
-        self.gamma = self.add_weight(name="gamma", shape=(f,), initializer="ones")
-        self.beta = self.add_weight(name="beta", shape=(f,), initializer="zeros")
-        self.moving_mean = self.add_weight(name="moving_mean", shape=(f,), initializer="zeros", trainable=False)
-        self.moving_variance = self.add_weight(name="moving_variance", shape=(f,), initializer="ones", trainable=False)
+        self._add_batch_norm_weights()

@@ -399,7 +399,8 @@ class RTMDetector(keras.Model, PresetMixin):
         if not self.built:
             self.build()
         out = keras.Model.predict_on_batch(self, np.asarray(inputs, np.float32))
-        return {k: [np.asarray(keras.ops.convert_to_numpy(t)) for t in v] for k, v in out.items()}
+        # float32 for decoding whatever the compute dtype (mixed precision).
+        return {k: [np.asarray(keras.ops.convert_to_numpy(t), np.float32) for t in v] for k, v in out.items()}
 
     def predict(self, images, batch_size=8):
         """Detect objects: images (paths or RGB uint8 arrays) -> :class:`DetectionResult` per image.
