@@ -86,6 +86,20 @@ class KeypointCodec:
     def decode(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    def decode_graph(self, outputs):
+        """``batch_decode`` written in ``keras.ops``, for an exported graph.
+
+        ``outputs`` are the network's outputs at the model boundary (backend
+        tensors: heatmaps channels-last ``(B, h, w, K)``, SimCC a dict);
+        returns keypoints ``(B, K, 2)`` in input-crop pixels and scores
+        ``(B, K)``, equal to :meth:`batch_decode`'s. Codecs whose decoding
+        has no graph form raise ``NotImplementedError`` saying which part.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no graph form of its decoding; export with "
+            "include_decoding=False and decode the raw outputs with the codec"
+        )
+
     def batch_decode(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Decode a batch (first axis) of single-instance outputs.
 

@@ -264,6 +264,25 @@ class SimCCLabel(KeypointCodec):
             return keypoints, (scores, visibility)
         return keypoints, scores
 
+    def decode_graph(self, outputs):
+        """:meth:`decode` in ``keras.ops`` on ``{"simcc_x": (B, K, Wx), "simcc_y": (B, K, Wy)}``:
+        per-axis argmax / split ratio, score = the smaller axis maximum."""
+        if self.use_dark or self.decode_visibility:
+            raise NotImplementedError(
+                "SimCCLabel(use_dark=True or decode_visibility=True) has no exportable graph form in "
+                "keraspose yet; export with include_decoding=False and decode with the codec"
+            )
+        kops = keras.ops
+        simcc_x, simcc_y = outputs["simcc_x"], outputs["simcc_y"]
+        vals = kops.minimum(kops.max(simcc_x, axis=-1), kops.max(simcc_y, axis=-1))
+        detected = vals > 0.0
+        locs = kops.stack(
+            [kops.cast(kops.argmax(simcc_x, axis=-1), "float32"), kops.cast(kops.argmax(simcc_y, axis=-1), "float32")],
+            axis=-1,
+        )
+        locs = kops.where(kops.expand_dims(detected, -1), locs, -1.0)
+        return locs / float(self.simcc_split_ratio), vals
+
     def batch_decode(self, outputs, simcc_y=None):
         # decode() already handles any leading instance/batch axis.
         return self.decode(outputs, simcc_y)

@@ -101,7 +101,25 @@ def load_image(image, name="image"):
 
 
 def crop_to_image(keypoints, centers, scales, input_size):
-    """Keypoints in crop pixels ``(N, K, 2)`` -> image pixels, given each crop's center and scale."""
+    """Map keypoints from crop pixels back to image pixels.
+
+    The inverse of the crop warp (:meth:`TopdownEstimator.crop_people`):
+    ``image_xy = keypoint_xy / input_size * scale + center - 0.5 * scale``,
+    per crop. Use it on the ``keypoints`` of an exported model
+    (:meth:`TopdownEstimator.export`), which are in crop pixels.
+
+    Args:
+        keypoints: ``(N, K, 2)`` x, y in crop (network input) pixels.
+        centers, scales: ``(N, 2)`` each crop's box center and size in image
+            pixels (what ``crop_people`` returns).
+        input_size: the network input ``(width, height)``.
+
+    Example:
+    >>> import numpy as np
+    >>> crop_to_image(np.array([[[48.0, 64.0]]]), np.array([[100.0, 200.0]]), np.array([[60.0, 80.0]]),
+    ...               (96, 128)).tolist()
+    [[[100.0, 200.0]]]
+    """
     input_size = np.asarray(input_size, np.float32)
     return keypoints / input_size * scales[:, None] + centers[:, None] - 0.5 * scales[:, None]
 
@@ -430,6 +448,46 @@ class TopdownEstimator(keras.Model, PresetMixin):
             for i in range(len(image_list))
         ]
         return results[0] if single else results
+
+    # -- deployment ---------------------------------------------------------
+    def export(self, path, format="onnx", include_preprocessing=True, include_decoding=True, flip_test=False,
+               batch_size=None, overwrite=False, verbose=False):
+        """Export for deployment: a directory with the model file and ``keraspose_export.json``.
+
+        The exported graph takes uint8 RGB crops ``(B, H, W, 3)`` of the
+        model's input size (from :meth:`crop_people`; any batch size unless
+        ``batch_size`` fixes it) and returns ``keypoints`` ``(B, K, 2)`` in
+        crop pixels and ``scores`` ``(B, K)``: the normalisation, the network
+        (with the flip test if asked) and the head's decoding are inside.
+        :func:`crop_to_image` maps the keypoints back to the image.
+
+        Args:
+            path: the output directory (created; it must not exist or be
+                empty unless ``overwrite``). It appears complete or not at all.
+            format: ``"onnx"``, ``"tf_saved_model"``, ``"litert"`` or
+                ``"openvino"``; each can be written from some backends only
+                (a clear error names the one to use; README "Export").
+            include_preprocessing: uint8 RGB in (else normalised float32 crops).
+            include_decoding: keypoints and scores out (else the head's raw
+                outputs: heatmaps ``(B, h, w, K)`` or ``simcc_x``/``simcc_y``).
+            flip_test: run the mirrored crops too and merge (the head's merge).
+            batch_size: ``None`` for a dynamic batch, or a fixed one.
+
+        Returns:
+            the path of the model file inside ``path``.
+
+        Example:
+        >>> model = TopdownEstimator.from_preset("tinypose_coco_128x96")  # doctest: +SKIP
+        >>> model.export("tinypose_onnx", format="onnx")  # doctest: +SKIP
+        '.../tinypose_onnx/model.onnx'
+        """
+        from keraspose.export import export_estimator
+
+        return export_estimator(
+            self, path, format=format, include_preprocessing=include_preprocessing,
+            include_decoding=include_decoding, flip_test=flip_test, batch_size=batch_size,
+            overwrite=overwrite, verbose=verbose,
+        )
 
     # -- presets ----------------------------------------------------------
     @classmethod
