@@ -384,6 +384,18 @@ def _may_overwrite():
     return BACKEND == "torch" and not torch.is_grad_enabled() and not _EXPORT_TRACING
 
 
+def saved_model_tracks_variables():
+    """Whether a SavedModel export must ``track()`` the model's variables.
+
+    JAX must: ``ExportArchive.track`` makes the ``tf.Variable`` copies that
+    jax2tf's endpoint reads. On TensorFlow the endpoint's own variables are
+    saved anyway, and tracking would save each weight a second time (Keras
+    3.15 stores the tracked ``keras.Variable`` lists and the ``tf.Variable``
+    objects the endpoint uses as separate checkpoint entries: 2x the weights).
+    """
+    return BACKEND != "tensorflow"
+
+
 def cache_key(variables):
     """A key that changes whenever any of ``variables`` is written, or ``None``.
 

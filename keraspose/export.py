@@ -17,7 +17,8 @@ The graph is traced under :func:`keraspose.backend.export_tracing`, so the
 layers' inference caches (folded BatchNorm kernels) step aside and the file
 holds each weight once. Keras 3's own exporters write the files.
 
-Which backend can write which format (measured, see README "Export"):
+Which backend can write which format: :data:`SUPPORTED_BACKENDS` (measured;
+README "Export"); other pairs raise an error naming the backend to use.
 """
 
 import json
@@ -41,14 +42,23 @@ EXPORT_FORMATS = {
     "openvino": "model.xml",
 }
 
-#: the backends each format is written correctly from (measured by trying; see README "Export").
-#: Missing pairs: LiteRT from torch gives wrong values at batch > 1 without an error
-#: (litert-torch), SavedModel needs TensorFlow's graph (tf or jax2tf).
+#: the backends each format is written correctly from, first the recommended one
+#: (measured by trying every pair on TinyPose, Keras 3.15; README "Export").
 SUPPORTED_BACKENDS = {
-    "onnx": ("tensorflow", "jax", "torch"),
+    "onnx": ("torch", "tensorflow"),
     "tf_saved_model": ("tensorflow", "jax"),
     "litert": ("tensorflow",),
-    "openvino": ("tensorflow", "jax", "torch"),
+    "openvino": ("tensorflow", "torch"),
+}
+
+#: why a pair is refused (what trying it gave).
+_REFUSED_BECAUSE = {
+    ("onnx", "jax"): "Keras exports ONNX from JAX through jax2onnx, which fails on the dynamic batch "
+                     "(InconclusiveDimensionOperation)",
+    ("tf_saved_model", "torch"): "Keras' SavedModel export from torch fails (torch.export dynamic-shape mismatch)",
+    ("litert", "torch"): "LiteRT from torch needs litert-torch and returned wrong values at batch > 1 without an error",
+    ("litert", "jax"): "Keras has no LiteRT export from JAX",
+    ("openvino", "jax"): "OpenVINO cannot convert the JAX graph (OpConversionFailure)",
 }
 
 METADATA_FILE = "keraspose_export.json"
@@ -66,9 +76,12 @@ def check_format_and_backend(format, backend_name=None):
         return
     allowed = SUPPORTED_BACKENDS[format]
     if backend_name not in allowed:
+        why = _REFUSED_BECAUSE.get((format, backend_name))
         raise ValueError(
-            f"format={format!r} cannot be exported correctly from the {backend_name} backend; export it from "
-            f"the {allowed[0]} backend: KERAS_BACKEND={allowed[0]} (backends that can: {', '.join(allowed)})"
+            f"format={format!r} cannot be exported correctly from the {backend_name} backend"
+            + (f" ({why})" if why else "")
+            + f"; export it from the {allowed[0]} backend: KERAS_BACKEND={allowed[0]} "
+            f"(backends that can: {', '.join(allowed)})"
         )
 
 
@@ -241,7 +254,10 @@ def export_estimator(estimator, path, format="onnx", include_preprocessing=True,
         graph(np.zeros((1, h, w, 3), spec.dtype))
         with atomic_directory(path, overwrite=overwrite) as tmp:
             target = os.path.join(tmp, model_file)
-            graph.export(target, format=format, input_signature=[spec], verbose=verbose)
+            if format == "tf_saved_model":
+                _write_saved_model(graph, target, spec)
+            else:
+                graph.export(target, format=format, input_signature=[spec], verbose=verbose)
             if format == "onnx":
                 _name_onnx_io(target, graph.output_names())
             meta = export_metadata(estimator, format, model_file, include_preprocessing, include_decoding, flip_test,
@@ -249,6 +265,16 @@ def export_estimator(estimator, path, format="onnx", include_preprocessing=True,
             with atomic_write(os.path.join(tmp, METADATA_FILE)) as f:
                 json.dump(meta, f, indent=2)
     return os.path.join(os.path.abspath(path), model_file)
+
+
+def _write_saved_model(graph, target, spec):
+    """``model.export(format="tf_saved_model")`` with each weight stored once (see
+    :func:`keraspose.backend.saved_model_tracks_variables`)."""
+    archive = keras.export.ExportArchive()
+    if backend.saved_model_tracks_variables():
+        archive.track(graph)
+    archive.add_endpoint("serve", graph.call, input_signature=[spec])
+    archive.write_out(target, verbose=False)
 
 
 def _name_onnx_io(path, output_names):

@@ -128,7 +128,9 @@ def _litert_interpreter(path, num_threads):
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         try:
-            from tensorflow.lite import Interpreter
+            import tensorflow as tf
+
+            Interpreter = tf.lite.Interpreter
         except ImportError as err:
             raise ImportError(
                 "running a LiteRT export needs ai-edge-litert (pip install 'keraspose[export]') or TensorFlow"

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import keras
 import numpy as np
 
 
@@ -136,6 +137,22 @@ class KeypointCodec:
                 f"keypoints_visible must be {keypoints.shape[:2]}, got {keypoints_visible.shape}"
             )
         return keypoints[..., :2], keypoints_visible
+
+
+def first_argmax_graph(x):
+    """Index of the first maximum along the last axis, and the maximum, in ``keras.ops``.
+
+    numpy's ``argmax`` rule (first of equal maxima) built from ``max`` and a
+    ``min`` over matching positions: Keras' TensorFlow ``argmax`` goes
+    through a ``Bitcast`` (its -0.0 handling) that ONNX has no op for.
+    """
+    ops = keras.ops
+    n = int(x.shape[-1])
+    vals = ops.max(x, axis=-1)
+    # A constant, not ops.arange: jax2onnx's arange takes no (start, None) form.
+    positions = ops.convert_to_tensor(np.arange(n, dtype=np.int32))
+    hits = ops.where(x == ops.expand_dims(vals, -1), positions, n)
+    return ops.min(hits, axis=-1), vals
 
 
 def _pair(value, name):

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from keraspose.codecs import _heatmap_ops as ops
-from keraspose.codecs.base import KeypointCodec, _pair
+from keraspose.codecs.base import KeypointCodec, _pair, first_argmax_graph
 
 
 class _HeatmapCodec(KeypointCodec):
@@ -246,8 +246,7 @@ def _argmax_quarter_offset_graph(heatmaps, scale_factor):
     h, w, k = int(heatmaps.shape[1]), int(heatmaps.shape[2]), int(heatmaps.shape[3])
     maps = kops.transpose(heatmaps, (0, 3, 1, 2))  # (B, K, h, w)
     flat = kops.reshape(maps, (-1, k, h * w))
-    idx = kops.argmax(flat, axis=-1)
-    vals = kops.max(flat, axis=-1)
+    idx, vals = first_argmax_graph(flat)
     detected = vals > 0.0
     xi = kops.where(detected, idx % w, -1)
     yi = kops.where(detected, idx // w, -1)
@@ -256,7 +255,7 @@ def _argmax_quarter_offset_graph(heatmaps, scale_factor):
     # diff_x[y, x] = hm[y, x + 1] - hm[y, x - 1]; diff_y likewise.
     diff_x = kops.concatenate([zero_col, maps[..., :, 2:] - maps[..., :, :-2], zero_col], axis=-1)
     diff_y = kops.concatenate([zero_row, maps[..., 2:, :] - maps[..., :-2, :], zero_row], axis=-2)
-    at_peak = kops.cast(kops.expand_dims(idx, -1) == kops.arange(h * w), "float32")
+    at_peak = kops.cast(kops.expand_dims(idx, -1) == kops.convert_to_tensor(np.arange(h * w, dtype=np.int32)), "float32")
     dx_peak = kops.sum(kops.reshape(diff_x, (-1, k, h * w)) * at_peak, axis=-1)
     dy_peak = kops.sum(kops.reshape(diff_y, (-1, k, h * w)) * at_peak, axis=-1)
     # logical_and, not `&`: LiteRT has no builtin for a bitwise and.

@@ -9,7 +9,7 @@ import cv2
 import keras
 import numpy as np
 
-from keraspose.codecs.base import KeypointCodec, _pair
+from keraspose.codecs.base import KeypointCodec, _pair, first_argmax_graph
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
@@ -274,12 +274,11 @@ class SimCCLabel(KeypointCodec):
             )
         kops = keras.ops
         simcc_x, simcc_y = outputs["simcc_x"], outputs["simcc_y"]
-        vals = kops.minimum(kops.max(simcc_x, axis=-1), kops.max(simcc_y, axis=-1))
+        x_idx, x_max = first_argmax_graph(simcc_x)
+        y_idx, y_max = first_argmax_graph(simcc_y)
+        vals = kops.minimum(x_max, y_max)
         detected = vals > 0.0
-        locs = kops.stack(
-            [kops.cast(kops.argmax(simcc_x, axis=-1), "float32"), kops.cast(kops.argmax(simcc_y, axis=-1), "float32")],
-            axis=-1,
-        )
+        locs = kops.stack([kops.cast(x_idx, "float32"), kops.cast(y_idx, "float32")], axis=-1)
         locs = kops.where(kops.expand_dims(detected, -1), locs, -1.0)
         return locs / float(self.simcc_split_ratio), vals
 
