@@ -304,3 +304,32 @@ def test_refused_export_leaves_nothing_behind(tiny_hrnet, tmp_path):
         with pytest.raises(ValueError, match=f"from the {BACKEND} backend"):
             tiny_hrnet.export(tmp_path / "lite", format="litert")
         assert os.listdir(tmp_path) == []
+
+
+# -- the command ------------------------------------------------------------------
+
+
+def test_cli_refuses_a_pair_before_loading_anything(tmp_path, capsys):
+    from keraspose.cli import main
+
+    refused = next((f for f in EXPORT_FORMATS if not _can_export(f)), None)
+    if refused is None:
+        pytest.skip(f"{BACKEND} writes every format")
+    assert main(["export", "tinypose_coco_128x96", "--format", refused, "--out", str(tmp_path / "out")]) == 2
+    assert f"from the {BACKEND} backend" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="one CLI export suffices: ONNX from torch is the quickest")
+def test_cli_export_writes_model_and_metadata(tmp_path, capsys):
+    from keraspose.cli import main
+
+    out = tmp_path / "tp"
+    assert main(["export", "tinypose_coco_128x96", "--format", "onnx", "--out", str(out), "--no-decoding"]) == 0
+    assert sorted(os.listdir(out)) == ["keraspose_export.json", "model.onnx"]
+    runtime = load_exported(out)
+    assert runtime.output_names == ["heatmaps"]
+    assert runtime(np.zeros((2, 128, 96, 3), np.uint8))["heatmaps"].shape == (2, 32, 24, 17)
+    # An existing --out is refused, not half-overwritten.
+    assert main(["export", "tinypose_coco_128x96", "--format", "onnx", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
