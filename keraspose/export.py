@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from keraspose import backend
-from keraspose.models.topdown_estimator import crop_to_image
+from keraspose.transforms.functional import crop_to_image
 from keraspose.utils.atomic import atomic_directory, atomic_write
 
 __all__ = ["EXPORT_FORMATS", "METADATA_FILE", "PoseExportModel", "crop_to_image", "export_estimator", "export_metadata"]

@@ -194,3 +194,76 @@ class _OpenVinoRunner:
         if sorted(runtime_names) == sorted(self.names):
             return dict(zip(runtime_names, values))
         return _match_by_shape(values, self.names, len(crops))
+
+
+class ExportedPoseEstimator:
+    """``predict(images, bboxes=...)`` on an exported pose model, like ``TopdownEstimator.predict``.
+
+    The crops, and the mapping of keypoints back to the image, are keraspose's
+    own (``keraspose.transforms.functional.crop_people`` / ``crop_to_image``,
+    which ``TopdownEstimator`` uses too); the network, the flip test (if
+    exported) and the decoding run in the export's runtime, with no Keras
+    model built. The export must include preprocessing and decoding.
+
+    Args:
+        directory: an export directory (``TopdownEstimator.export``).
+        num_threads: the runtime's intra-op threads.
+
+    Example:
+    >>> from keraspose.runtime import OnnxPoseEstimator
+    >>> model = OnnxPoseEstimator("tinypose_onnx")  # doctest: +SKIP
+    >>> model.predict("person.jpg", bboxes=[[10, 20, 110, 220]]).keypoints.shape  # doctest: +SKIP
+    (1, 17, 2)
+    """
+
+    def __init__(self, directory, num_threads=None):
+        self.model = load_exported(directory, num_threads=num_threads)
+        meta = self.model.metadata
+        if not meta["input"]["preprocessing_included"] or not meta["decoding"]["included"]:
+            raise ValueError(
+                f"{directory}: predict needs an export with preprocessing and decoding inside "
+                "(exported with include_preprocessing=False or include_decoding=False)"
+            )
+        self.metadata = meta
+        self.input_size = tuple(meta["input"]["input_size"])
+        self.bbox_padding = float(meta["crop"]["bbox_padding"])
+        self.use_udp = bool(meta["crop"]["use_udp"])
+        self.num_keypoints = len(meta["keypoint_names"])
+
+    def predict(self, images, bboxes=None, batch_size=32):
+        """Images (paths or RGB uint8 arrays) and per-image ``(N, 4)`` xyxy boxes -> ``PoseResult`` s.
+
+        Arguments and results as :meth:`keraspose.TopdownEstimator.predict`.
+        """
+        from keraspose.models.topdown_estimator import PoseResult, _check_bboxes, image_and_box_lists, load_image
+        from keraspose.transforms.functional import crop_people, crop_to_image
+
+        single = isinstance(images, (str, os.PathLike)) or (
+            isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype == np.uint8
+        )
+        image_list, box_list = image_and_box_lists(images, bboxes, single)
+        results = []
+        k = self.num_keypoints
+        for idx, (image, boxes) in enumerate(zip(image_list, box_list)):
+            name = "image" if single else f"images[{idx}]"
+            rgb = load_image(image, name)
+            boxes = _check_bboxes(boxes, rgb.shape, "bboxes" if single else f"bboxes[{idx}]")
+            keypoints, scores = np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
+            if len(boxes):
+                crops, centers, scales = crop_people(rgb, boxes, self.input_size, self.bbox_padding, self.use_udp)
+                kps, scs = [], []
+                for start in range(0, len(crops), batch_size):
+                    out = self.model(crops[start : start + batch_size])
+                    kps.append(out["keypoints"])
+                    scs.append(out["scores"])
+                keypoints = crop_to_image(np.concatenate(kps), centers, scales, self.input_size).astype(np.float32)
+                scores = np.concatenate(scs).astype(np.float32)
+            results.append(PoseResult(
+                keypoints=keypoints, keypoint_scores=scores, bboxes=boxes,
+                image_path=os.fspath(image) if isinstance(image, (str, os.PathLike)) else None,
+            ))
+        return results[0] if single else results
+
+
+#: the ONNX case by name (any format works: the runtime follows the export's metadata).
+OnnxPoseEstimator = ExportedPoseEstimator

@@ -333,3 +333,24 @@ def test_cli_export_writes_model_and_metadata(tmp_path, capsys):
     # An existing --out is refused, not half-overwritten.
     assert main(["export", "tinypose_coco_128x96", "--format", "onnx", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+@long_unless_torch
+def test_runtime_predict_matches_mmpose(tiny_hrnet, reference_dir, tmp_path):
+    from keraspose.runtime import OnnxPoseEstimator
+
+    _require_exporter(DEFAULT_FORMAT)
+    instances = json.loads((reference_dir / "models/tiny_hrnet_coco_predict.json").read_text())["instances"]["noflip"]
+    by_image = defaultdict(list)
+    for inst in instances:
+        by_image[inst["image_file"]].append(inst)
+    images = sorted(by_image)
+    tiny_hrnet.export(tmp_path / "e", format=DEFAULT_FORMAT)
+    results = OnnxPoseEstimator(tmp_path / "e").predict(
+        [reference_dir.parent / "data/mmpose_tests/coco" / f for f in images],
+        bboxes=[np.array([i["bbox_xyxy"] for i in by_image[f]]) for f in images], batch_size=4,
+    )
+    for f, result in zip(images, results):
+        np.testing.assert_allclose(result.keypoints, [i["keypoints"] for i in by_image[f]], rtol=0, atol=1e-2)
+        np.testing.assert_allclose(result.keypoint_scores, [i["keypoint_scores"] for i in by_image[f]],
+                                   rtol=1e-4, atol=1e-6)

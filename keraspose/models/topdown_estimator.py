@@ -34,7 +34,7 @@ from keraspose.losses import PoseAccuracy
 from keraspose.metainfo import DatasetMetainfo, load_metainfo
 from keraspose.presets import PresetMixin
 from keraspose.models.heads.base import concatenate_outputs
-from keraspose.transforms import bbox_xyxy2cs, fix_aspect_ratio, get_udp_warp_matrix, get_warp_matrix
+from keraspose.transforms.functional import crop_people, crop_to_image  # noqa: F401 -- crop_to_image: public here too
 
 
 @dataclasses.dataclass
@@ -98,30 +98,6 @@ def load_image(image, name="image"):
             "convert with np.clip(x, 0, 255).astype('uint8')"
         )
     return array
-
-
-def crop_to_image(keypoints, centers, scales, input_size):
-    """Map keypoints from crop pixels back to image pixels.
-
-    The inverse of the crop warp (:meth:`TopdownEstimator.crop_people`):
-    ``image_xy = keypoint_xy / input_size * scale + center - 0.5 * scale``,
-    per crop. Use it on the ``keypoints`` of an exported model
-    (:meth:`TopdownEstimator.export`), which are in crop pixels.
-
-    Args:
-        keypoints: ``(N, K, 2)`` x, y in crop (network input) pixels.
-        centers, scales: ``(N, 2)`` each crop's box center and size in image
-            pixels (what ``crop_people`` returns).
-        input_size: the network input ``(width, height)``.
-
-    Example:
-    >>> import numpy as np
-    >>> crop_to_image(np.array([[[48.0, 64.0]]]), np.array([[100.0, 200.0]]), np.array([[60.0, 80.0]]),
-    ...               (96, 128)).tolist()
-    [[[100.0, 200.0]]]
-    """
-    input_size = np.asarray(input_size, np.float32)
-    return keypoints / input_size * scales[:, None] + centers[:, None] - 0.5 * scales[:, None]
 
 
 def image_and_box_lists(images, bboxes, single, none_means="None"):
@@ -335,18 +311,7 @@ class TopdownEstimator(keras.Model, PresetMixin):
 
         The warp is UDP's when the head's codec asks for it (``codec.use_udp``).
         """
-        w, h = self.input_size
-        crops = np.empty((len(bboxes), h, w, 3), np.uint8)
-        centers = np.empty((len(bboxes), 2), np.float32)
-        scales = np.empty((len(bboxes), 2), np.float32)
-        warp_matrix = get_udp_warp_matrix if self.use_udp else get_warp_matrix
-        for i, box in enumerate(bboxes):
-            center, scale = bbox_xyxy2cs(box[None], padding=self.bbox_padding)
-            scale = fix_aspect_ratio(scale, aspect_ratio=w / h)
-            centers[i], scales[i] = center[0], scale[0]
-            warp = warp_matrix(centers[i], scales[i], 0.0, output_size=(w, h))
-            crops[i] = cv2.warpAffine(image, warp, (w, h), flags=cv2.INTER_LINEAR)
-        return crops, centers, scales
+        return crop_people(image, bboxes, self.input_size, self.bbox_padding, self.use_udp)
 
     # -- inference --------------------------------------------------------
     def predict_outputs(self, inputs, batch_size=32, flip_test=None):
