@@ -603,6 +603,24 @@ def _print_fields(fields):
         print(f"{key.ljust(width)}  {value}")
 
 
+def cmd_export(args):
+    from keraspose.export import check_format_and_backend
+
+    # The format/backend check first: no model is loaded for a refused pair.
+    check_format_and_backend(args.format)
+    model = _load_model(args.preset)
+    try:
+        path = model.export(
+            args.out, format=args.format, include_preprocessing=not args.no_preprocessing,
+            include_decoding=not args.no_decoding, flip_test=args.flip_test, batch_size=args.batch_size,
+            overwrite=args.overwrite,
+        )
+    except NotImplementedError as err:  # a decoding or merge without a graph form
+        raise CLIError(f"cannot export {args.preset!r}: {err}") from err
+    print(f"wrote {path} and {os.path.join(args.out, 'keraspose_export.json')}")
+    return 0
+
+
 def cmd_info(args):
     from keraspose.presets import (
         catalogue_task,
@@ -945,6 +963,26 @@ def build_parser():
                                    "reported AP, size and input.",
                        epilog="example:\n  keraspose presets\n  keraspose info hrnet_w32_coco\n")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("export", parents=[common], formatter_class=formatter,
+                       help="export a pose model for deployment (ONNX, SavedModel, LiteRT, OpenVINO)",
+                       description="Export a pose preset as uint8 RGB crops -> keypoints (crop pixels) and scores, "
+                                   "with normalisation and decoding inside and a dynamic batch, plus "
+                                   "keraspose_export.json (input size, mean/std, keypoints, skeleton, flip pairs). "
+                                   "--out appears complete or not at all.",
+                       epilog="examples:\n  keraspose export tinypose_coco_256x192 --format onnx --out tinypose_onnx\n"
+                              "  KERAS_BACKEND=tensorflow keraspose export tinypose_coco_128x96 --format litert "
+                              "--out tinypose_litert\n")
+    p.add_argument("preset", metavar="PRESET", help=_PRESET_HELP)
+    p.add_argument("--format", required=True, choices=["onnx", "tf_saved_model", "litert", "openvino"],
+                   help="export format (each needs a given backend; see README 'Export')")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist or be empty)")
+    p.add_argument("--no-preprocessing", action="store_true", help="take normalised float32 crops instead of uint8")
+    p.add_argument("--no-decoding", action="store_true", help="output the head's raw outputs (heatmaps / SimCC)")
+    p.add_argument("--flip-test", action="store_true", help="include the test-time flip (two network passes)")
+    p.add_argument("--batch-size", type=int, default=None, help="fixed batch size (default: dynamic)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", parents=[common], formatter_class=formatter,
                        help="describe a preset (catalogue name, directory or hf://)",

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import keras
 import numpy as np
 
 
@@ -86,6 +87,20 @@ class KeypointCodec:
     def decode(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    def decode_graph(self, outputs):
+        """``batch_decode`` written in ``keras.ops``, for an exported graph.
+
+        ``outputs`` are the network's outputs at the model boundary (backend
+        tensors: heatmaps channels-last ``(B, h, w, K)``, SimCC a dict);
+        returns keypoints ``(B, K, 2)`` in input-crop pixels and scores
+        ``(B, K)``, equal to :meth:`batch_decode`'s. Codecs whose decoding
+        has no graph form raise ``NotImplementedError`` saying which part.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no graph form of its decoding; export with "
+            "include_decoding=False and decode the raw outputs with the codec"
+        )
+
     def batch_decode(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Decode a batch (first axis) of single-instance outputs.
 
@@ -122,6 +137,22 @@ class KeypointCodec:
                 f"keypoints_visible must be {keypoints.shape[:2]}, got {keypoints_visible.shape}"
             )
         return keypoints[..., :2], keypoints_visible
+
+
+def first_argmax_graph(x):
+    """Index of the first maximum along the last axis, and the maximum, in ``keras.ops``.
+
+    numpy's ``argmax`` rule (first of equal maxima) built from ``max`` and a
+    ``min`` over matching positions: Keras' TensorFlow ``argmax`` goes
+    through a ``Bitcast`` (its -0.0 handling) that ONNX has no op for.
+    """
+    ops = keras.ops
+    n = int(x.shape[-1])
+    vals = ops.max(x, axis=-1)
+    # A constant, not ops.arange: jax2onnx's arange takes no (start, None) form.
+    positions = ops.convert_to_tensor(np.arange(n, dtype=np.int32))
+    hits = ops.where(x == ops.expand_dims(vals, -1), positions, n)
+    return ops.min(hits, axis=-1), vals
 
 
 def _pair(value, name):

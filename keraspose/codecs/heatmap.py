@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from keraspose.codecs import _heatmap_ops as ops
-from keraspose.codecs.base import KeypointCodec, _pair
+from keraspose.codecs.base import KeypointCodec, _pair, first_argmax_graph
 
 
 class _HeatmapCodec(KeypointCodec):
@@ -220,6 +220,56 @@ class MSRAHeatmap(_HeatmapCodec):
         return locs * self.scale_factor, scores
 
 
+    def decode_graph(self, heatmaps):
+        """:meth:`batch_decode` in ``keras.ops`` on channels-last heatmaps ``(B, h, w, K)``:
+        argmax and the quarter-pixel refinement (DARK has no graph form here)."""
+        if self.unbiased:
+            raise NotImplementedError(
+                "MSRAHeatmap(unbiased=True): DARK's Gaussian blur + Newton step has no exportable "
+                "graph form in keraspose yet; export with include_decoding=False and decode the "
+                "heatmaps with the codec's batch_decode"
+            )
+        return _argmax_quarter_offset_graph(heatmaps, self.scale_factor)
+
+
+def _argmax_quarter_offset_graph(heatmaps, scale_factor):
+    """keras.ops twin of ``heatmap_argmax`` + ``refine_quarter_offset`` (same tests, same edges).
+
+    The neighbour differences are taken over whole maps and read at the
+    argmax through a one-hot mask (a sum of one term and zeros: exact), since
+    a gather by computed index has no form in some exporters (torch's ONNX
+    exporter lacks ``take_along_dim``). The differences are only used where
+    MMPose's tests keep the neighbours inside the map, so the edge padding
+    never counts.
+    """
+    kops = keras.ops
+    h, w, k = int(heatmaps.shape[1]), int(heatmaps.shape[2]), int(heatmaps.shape[3])
+    maps = kops.transpose(heatmaps, (0, 3, 1, 2))  # (B, K, h, w)
+    flat = kops.reshape(maps, (-1, k, h * w))
+    idx, vals = first_argmax_graph(flat)
+    detected = vals > 0.0
+    xi = kops.where(detected, idx % w, -1)
+    yi = kops.where(detected, idx // w, -1)
+    zero_col = kops.zeros_like(maps[..., :1])
+    zero_row = kops.zeros_like(maps[..., :1, :])
+    # diff_x[y, x] = hm[y, x + 1] - hm[y, x - 1]; diff_y likewise.
+    diff_x = kops.concatenate([zero_col, maps[..., :, 2:] - maps[..., :, :-2], zero_col], axis=-1)
+    diff_y = kops.concatenate([zero_row, maps[..., 2:, :] - maps[..., :-2, :], zero_row], axis=-2)
+    at_peak = kops.cast(kops.expand_dims(idx, -1) == kops.convert_to_tensor(np.arange(h * w, dtype=np.int32)), "float32")
+    dx_peak = kops.sum(kops.reshape(diff_x, (-1, k, h * w)) * at_peak, axis=-1)
+    dy_peak = kops.sum(kops.reshape(diff_y, (-1, k, h * w)) * at_peak, axis=-1)
+    # logical_and, not `&`: LiteRT has no builtin for a bitwise and.
+    ok_x = kops.logical_and(kops.logical_and(xi > 1, xi < w - 1), kops.logical_and(yi > 0, yi < h))
+    ok_y = kops.logical_and(kops.logical_and(yi > 1, yi < h - 1), kops.logical_and(xi > 0, xi < w))
+    zero = kops.zeros_like(vals)
+    dx = kops.where(ok_x, dx_peak, zero)
+    dy = kops.where(ok_y, dy_peak, zero)
+    x = kops.cast(xi, "float32") + kops.sign(dx) * 0.25
+    y = kops.cast(yi, "float32") + kops.sign(dy) * 0.25
+    keypoints = kops.stack([x * float(scale_factor[0]), y * float(scale_factor[1])], axis=-1)
+    return keypoints, vals
+
+
 @keras.saving.register_keras_serializable(package="keraspose")
 class UDPHeatmap(_HeatmapCodec):
     """Heatmaps with Unbiased Data Processing (use with ``TopdownAffine(use_udp=True)``).
@@ -301,6 +351,14 @@ class UDPHeatmap(_HeatmapCodec):
         else:
             hm, kw = _offset_maps(self.heatmap_size, scaled, keypoints_visible, self.radius_factor)
         return {"heatmaps": hm, "keypoint_weights": kw}
+
+    def decode_graph(self, heatmaps):
+        raise NotImplementedError(
+            f"UDPHeatmap(heatmap_type={self.heatmap_type!r}): UDP's decoding blurs the heatmaps "
+            "(DARK-UDP for 'gaussian', a Gaussian blur of the discs for 'combined') and that blur has "
+            "no exportable graph form in keraspose yet; export with include_decoding=False and decode "
+            "the heatmaps with the codec's batch_decode"
+        )
 
     def batch_decode(self, batch):
         """Heatmaps ``(B, C, H, W)`` -> keypoints ``(B, K, 2)``, scores ``(B, K)``."""

@@ -9,7 +9,7 @@ import cv2
 import keras
 import numpy as np
 
-from keraspose.codecs.base import KeypointCodec, _pair
+from keraspose.codecs.base import KeypointCodec, _pair, first_argmax_graph
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
@@ -263,6 +263,24 @@ class SimCCLabel(KeypointCodec):
             visibility = np.minimum(sx.max(axis=-1), sy.max(axis=-1))
             return keypoints, (scores, visibility)
         return keypoints, scores
+
+    def decode_graph(self, outputs):
+        """:meth:`decode` in ``keras.ops`` on ``{"simcc_x": (B, K, Wx), "simcc_y": (B, K, Wy)}``:
+        per-axis argmax / split ratio, score = the smaller axis maximum."""
+        if self.use_dark or self.decode_visibility:
+            raise NotImplementedError(
+                "SimCCLabel(use_dark=True or decode_visibility=True) has no exportable graph form in "
+                "keraspose yet; export with include_decoding=False and decode with the codec"
+            )
+        kops = keras.ops
+        simcc_x, simcc_y = outputs["simcc_x"], outputs["simcc_y"]
+        x_idx, x_max = first_argmax_graph(simcc_x)
+        y_idx, y_max = first_argmax_graph(simcc_y)
+        vals = kops.minimum(x_max, y_max)
+        detected = vals > 0.0
+        locs = kops.stack([kops.cast(x_idx, "float32"), kops.cast(y_idx, "float32")], axis=-1)
+        locs = kops.where(kops.expand_dims(detected, -1), locs, -1.0)
+        return locs / float(self.simcc_split_ratio), vals
 
     def batch_decode(self, outputs, simcc_y=None):
         # decode() already handles any leading instance/batch axis.

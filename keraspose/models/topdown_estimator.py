@@ -34,7 +34,7 @@ from keraspose.losses import PoseAccuracy
 from keraspose.metainfo import DatasetMetainfo, load_metainfo
 from keraspose.presets import PresetMixin
 from keraspose.models.heads.base import concatenate_outputs
-from keraspose.transforms import bbox_xyxy2cs, fix_aspect_ratio, get_udp_warp_matrix, get_warp_matrix
+from keraspose.transforms.functional import crop_people, crop_to_image  # noqa: F401 -- crop_to_image: public here too
 
 
 @dataclasses.dataclass
@@ -98,12 +98,6 @@ def load_image(image, name="image"):
             "convert with np.clip(x, 0, 255).astype('uint8')"
         )
     return array
-
-
-def crop_to_image(keypoints, centers, scales, input_size):
-    """Keypoints in crop pixels ``(N, K, 2)`` -> image pixels, given each crop's center and scale."""
-    input_size = np.asarray(input_size, np.float32)
-    return keypoints / input_size * scales[:, None] + centers[:, None] - 0.5 * scales[:, None]
 
 
 def image_and_box_lists(images, bboxes, single, none_means="None"):
@@ -321,18 +315,7 @@ class TopdownEstimator(keras.Model, PresetMixin):
 
         The warp is UDP's when the head's codec asks for it (``codec.use_udp``).
         """
-        w, h = self.input_size
-        crops = np.empty((len(bboxes), h, w, 3), np.uint8)
-        centers = np.empty((len(bboxes), 2), np.float32)
-        scales = np.empty((len(bboxes), 2), np.float32)
-        warp_matrix = get_udp_warp_matrix if self.use_udp else get_warp_matrix
-        for i, box in enumerate(bboxes):
-            center, scale = bbox_xyxy2cs(box[None], padding=self.bbox_padding)
-            scale = fix_aspect_ratio(scale, aspect_ratio=w / h)
-            centers[i], scales[i] = center[0], scale[0]
-            warp = warp_matrix(centers[i], scales[i], 0.0, output_size=(w, h))
-            crops[i] = cv2.warpAffine(image, warp, (w, h), flags=cv2.INTER_LINEAR)
-        return crops, centers, scales
+        return crop_people(image, bboxes, self.input_size, self.bbox_padding, self.use_udp)
 
     # -- inference --------------------------------------------------------
     def predict_outputs(self, inputs, batch_size=32, flip_test=None):
@@ -435,6 +418,46 @@ class TopdownEstimator(keras.Model, PresetMixin):
             for i in range(len(image_list))
         ]
         return results[0] if single else results
+
+    # -- deployment ---------------------------------------------------------
+    def export(self, path, format="onnx", include_preprocessing=True, include_decoding=True, flip_test=False,
+               batch_size=None, overwrite=False, verbose=False):
+        """Export for deployment: a directory with the model file and ``keraspose_export.json``.
+
+        The exported graph takes uint8 RGB crops ``(B, H, W, 3)`` of the
+        model's input size (from :meth:`crop_people`; any batch size unless
+        ``batch_size`` fixes it) and returns ``keypoints`` ``(B, K, 2)`` in
+        crop pixels and ``scores`` ``(B, K)``: the normalisation, the network
+        (with the flip test if asked) and the head's decoding are inside.
+        :func:`crop_to_image` maps the keypoints back to the image.
+
+        Args:
+            path: the output directory (created; it must not exist or be
+                empty unless ``overwrite``). It appears complete or not at all.
+            format: ``"onnx"``, ``"tf_saved_model"``, ``"litert"`` or
+                ``"openvino"``; each can be written from some backends only
+                (a clear error names the one to use; README "Export").
+            include_preprocessing: uint8 RGB in (else normalised float32 crops).
+            include_decoding: keypoints and scores out (else the head's raw
+                outputs: heatmaps ``(B, h, w, K)`` or ``simcc_x``/``simcc_y``).
+            flip_test: run the mirrored crops too and merge (the head's merge).
+            batch_size: ``None`` for a dynamic batch, or a fixed one.
+
+        Returns:
+            the path of the model file inside ``path``.
+
+        Example:
+        >>> model = TopdownEstimator.from_preset("tinypose_coco_128x96")  # doctest: +SKIP
+        >>> model.export("tinypose_onnx", format="onnx")  # doctest: +SKIP
+        '.../tinypose_onnx/model.onnx'
+        """
+        from keraspose.export import export_estimator
+
+        return export_estimator(
+            self, path, format=format, include_preprocessing=include_preprocessing,
+            include_decoding=include_decoding, flip_test=flip_test, batch_size=batch_size,
+            overwrite=overwrite, verbose=verbose,
+        )
 
     # -- presets ----------------------------------------------------------
     @classmethod

@@ -401,3 +401,49 @@ def flip_coordinates(
     if shift_coords:
         coords[:, :, 0] -= 1.0 / input_size[0]
     return coords[:, list(flip_indices)]
+
+
+def crop_people(image, bboxes, input_size, bbox_padding=1.25, use_udp=False):
+    """Affine-warped RGB crops, centers and scales of ``bboxes`` (xyxy) in one image.
+
+    The top-down crop (MMPose's GetBBoxCenterScale + TopdownAffine): each box
+    is enlarged by ``bbox_padding``, fixed to the ``input_size`` (width,
+    height) aspect ratio and warped (UDP's warp when ``use_udp``). Used by
+    ``TopdownEstimator.crop_people`` and ``keraspose.runtime``.
+    """
+    w, h = input_size
+    crops = np.empty((len(bboxes), h, w, 3), np.uint8)
+    centers = np.empty((len(bboxes), 2), np.float32)
+    scales = np.empty((len(bboxes), 2), np.float32)
+    warp_matrix = get_udp_warp_matrix if use_udp else get_warp_matrix
+    for i, box in enumerate(bboxes):
+        center, scale = bbox_xyxy2cs(np.asarray(box, np.float32)[None], padding=bbox_padding)
+        scale = fix_aspect_ratio(scale, aspect_ratio=w / h)
+        centers[i], scales[i] = center[0], scale[0]
+        warp = warp_matrix(centers[i], scales[i], 0.0, output_size=(w, h))
+        crops[i] = cv2.warpAffine(image, warp, (w, h), flags=cv2.INTER_LINEAR)
+    return crops, centers, scales
+
+
+def crop_to_image(keypoints, centers, scales, input_size):
+    """Map keypoints from crop pixels back to image pixels.
+
+    The inverse of the crop warp (:meth:`TopdownEstimator.crop_people`):
+    ``image_xy = keypoint_xy / input_size * scale + center - 0.5 * scale``,
+    per crop. Use it on the ``keypoints`` of an exported model
+    (:meth:`TopdownEstimator.export`), which are in crop pixels.
+
+    Args:
+        keypoints: ``(N, K, 2)`` x, y in crop (network input) pixels.
+        centers, scales: ``(N, 2)`` each crop's box center and size in image
+            pixels (what ``crop_people`` returns).
+        input_size: the network input ``(width, height)``.
+
+    Example:
+    >>> import numpy as np
+    >>> crop_to_image(np.array([[[48.0, 64.0]]]), np.array([[100.0, 200.0]]), np.array([[60.0, 80.0]]),
+    ...               (96, 128)).tolist()
+    [[[100.0, 200.0]]]
+    """
+    input_size = np.asarray(input_size, np.float32)
+    return keypoints / input_size * scales[:, None] + centers[:, None] - 0.5 * scales[:, None]

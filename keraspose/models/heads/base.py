@@ -94,6 +94,20 @@ class PoseHead(BaseLayer):
             raise ValueError(f"{type(self).__name__}.decode: this head has no codec; pass codec=... when building it")
         return self.codec.batch_decode(outputs)
 
+    # -- the same, as a graph (export) ----------------------------------------
+    def merge_flip_graph(self, outputs, flipped, flip_indices, flip_mode=None, shift_heatmap=False):
+        """:meth:`merge_flip` in ``keras.ops`` on model-boundary outputs (for an exported graph)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no graph form of its flip-test merge; export with flip_test=False"
+        )
+
+    def decode_graph(self, outputs):
+        """:meth:`decode` in ``keras.ops`` on model-boundary outputs: keypoints ``(B, K, 2)``
+        in input-crop pixels and scores ``(B, K)`` (for an exported graph)."""
+        if self.codec is None:
+            raise ValueError(f"{type(self).__name__}.decode_graph: this head has no codec; pass codec=... when building it")
+        return self.codec.decode_graph(outputs)
+
     def empty_outputs(self):
         """Codec-layout outputs for zero crops."""
         return None
@@ -118,6 +132,17 @@ class PoseHead(BaseLayer):
             if isinstance(config.get(key), dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def take_static(x, indices, axis):
+    """``x`` reordered along ``axis`` by a fixed Python list of ``indices`` (a flip permutation).
+
+    Slices and one concatenation rather than ``keras.ops.take``: torch's ONNX
+    exporter has no form for the gather (``aten::ravel``) that ``take`` traces to.
+    """
+    axis = axis % len(x.shape)
+    lead = (slice(None),) * axis
+    return keras.ops.concatenate([x[lead + (slice(int(i), int(i) + 1),)] for i in indices], axis=axis)
 
 
 def concatenate_outputs(chunks):

@@ -11,7 +11,7 @@ import numpy as np
 from keraspose import backend
 from keraspose.layers import ConvBN
 from keraspose.losses import KeypointMSELoss, heatmap_pose_accuracy
-from keraspose.models.heads.base import PoseHead
+from keraspose.models.heads.base import PoseHead, take_static
 from keraspose.transforms import flip_heatmaps
 
 # MMPose's deconvolution padding for each supported kernel size.
@@ -139,6 +139,19 @@ class HeatmapHead(PoseHead):
     def merge_flip(self, outputs, flipped, flip_indices, flip_mode="heatmap", shift_heatmap=True):
         """Average ``(B, K, h, w)`` heatmaps with those of the mirrored crops, mirrored back."""
         flipped = flip_heatmaps(flipped, flip_indices, flip_mode=flip_mode, shift_heatmap=shift_heatmap)
+        return (outputs + flipped) * 0.5
+
+    def merge_flip_graph(self, outputs, flipped, flip_indices, flip_mode="heatmap", shift_heatmap=True):
+        """:meth:`merge_flip` in ``keras.ops`` on channels-last heatmaps ``(B, h, w, K)``."""
+        if flip_mode != "heatmap":
+            raise NotImplementedError(
+                f"HeatmapHead: the flip-test merge of flip_mode={flip_mode!r} has no graph form; "
+                "export with flip_test=False"
+            )
+        ops = keras.ops
+        flipped = take_static(ops.flip(flipped, axis=2), flip_indices, axis=3)
+        if shift_heatmap:  # one pixel right, column 0 kept (flip_heatmaps)
+            flipped = ops.concatenate([flipped[:, :, :1], flipped[:, :, :-1]], axis=2)
         return (outputs + flipped) * 0.5
 
     def empty_outputs(self):

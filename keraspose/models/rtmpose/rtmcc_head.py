@@ -22,7 +22,7 @@ from keras import ops
 
 from keraspose.layers import ConvBN
 from keraspose.losses import KLDiscretLoss, simcc_pose_accuracy
-from keraspose.models.heads.base import PoseHead
+from keraspose.models.heads.base import PoseHead, take_static
 from keraspose.models.rtmpose.rtmcc_block import _LINEAR_INIT, RTMCCBlock, ScaleNorm
 
 _DEFAULT_GAU = dict(hidden_dims=256, s=128, expansion_factor=2, dropout_rate=0.0, drop_path=0.0,
@@ -155,6 +155,12 @@ class RTMCCHead(PoseHead):
         flip_indices = np.asarray(flip_indices)
         fx = flipped["simcc_x"][:, flip_indices, ::-1]
         fy = flipped["simcc_y"][:, flip_indices]
+        return {"simcc_x": (outputs["simcc_x"] + fx) * 0.5, "simcc_y": (outputs["simcc_y"] + fy) * 0.5}
+
+    def merge_flip_graph(self, outputs, flipped, flip_indices, flip_mode=None, shift_heatmap=False):
+        """:meth:`merge_flip` in ``keras.ops`` (for an exported graph)."""
+        fx = ops.flip(take_static(flipped["simcc_x"], flip_indices, axis=1), axis=-1)
+        fy = take_static(flipped["simcc_y"], flip_indices, axis=1)
         return {"simcc_x": (outputs["simcc_x"] + fx) * 0.5, "simcc_y": (outputs["simcc_y"] + fy) * 0.5}
 
     def empty_outputs(self):

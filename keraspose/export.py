@@ -1,0 +1,305 @@
+"""Deployment export of a top-down pose estimator (ONNX, SavedModel, LiteRT, OpenVINO).
+
+:meth:`keraspose.TopdownEstimator.export` writes a directory holding the
+model file and ``keraspose_export.json``, its metadata (input size, mean/std,
+channel order, keypoint names, skeleton, flip pairs, decode settings,
+outputs), so that any runtime can use the model without keraspose.
+
+The exported graph is :class:`PoseExportModel`: uint8 RGB crops of the
+model's input size ``(B, H, W, 3)``, any batch size, in; inside, the
+estimator's normalisation, the network (and, with ``flip_test``, the network
+on the mirrored crops and the head's flip merge) and the head's decoding,
+all in ``keras.ops``; out ``keypoints`` ``(B, K, 2)`` in crop pixels and
+``scores`` ``(B, K)``, or the raw head outputs without decoding.
+:func:`crop_to_image` maps crop keypoints back to the image.
+
+The graph is traced under :func:`keraspose.backend.export_tracing`, so the
+layers' inference caches (folded BatchNorm kernels) step aside and the file
+holds each weight once. Keras 3's own exporters write the files.
+
+Which backend can write which format: :data:`SUPPORTED_BACKENDS` (measured;
+README "Export"); other pairs raise an error naming the backend to use.
+"""
+
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+
+from keraspose import backend
+from keraspose.transforms.functional import crop_to_image
+from keraspose.utils.atomic import atomic_directory, atomic_write
+
+__all__ = ["EXPORT_FORMATS", "METADATA_FILE", "PoseExportModel", "crop_to_image", "export_estimator", "export_metadata"]
+
+#: the model file (or directory) each format writes inside the export directory.
+EXPORT_FORMATS = {
+    "onnx": "model.onnx",
+    "tf_saved_model": "saved_model",
+    "litert": "model.tflite",
+    "openvino": "model.xml",
+}
+
+#: the backends each format is written correctly from, first the recommended one
+#: (measured by trying every pair on TinyPose, Keras 3.15; README "Export").
+SUPPORTED_BACKENDS = {
+    "onnx": ("torch", "tensorflow"),
+    "tf_saved_model": ("tensorflow", "jax"),
+    "litert": ("tensorflow",),
+    "openvino": ("tensorflow", "torch"),
+}
+
+#: why a pair is refused (what trying it gave).
+_REFUSED_BECAUSE = {
+    ("onnx", "jax"): "Keras exports ONNX from JAX through jax2onnx, which fails on the dynamic batch "
+                     "(InconclusiveDimensionOperation)",
+    ("tf_saved_model", "torch"): "Keras' SavedModel export from torch fails (torch.export dynamic-shape mismatch)",
+    ("litert", "torch"): "LiteRT from torch needs litert-torch and returned wrong values at batch > 1 without an error",
+    ("litert", "jax"): "Keras has no LiteRT export from JAX",
+    ("openvino", "jax"): "OpenVINO cannot convert the JAX graph (OpConversionFailure)",
+}
+
+METADATA_FILE = "keraspose_export.json"
+# tools/export_parity.py --try-all turns the check off to measure the pairs it refuses.
+_CHECK_BACKENDS = True
+METADATA_VERSION = 1
+
+
+def check_format_and_backend(format, backend_name=None):
+    """A clear error for an unknown format or one the current backend cannot write correctly."""
+    backend_name = backend_name or keras.config.backend()
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format: unknown export format {format!r}; choose one of {sorted(EXPORT_FORMATS)}")
+    if not _CHECK_BACKENDS:
+        return
+    allowed = SUPPORTED_BACKENDS[format]
+    if backend_name not in allowed:
+        why = _REFUSED_BECAUSE.get((format, backend_name))
+        raise ValueError(
+            f"format={format!r} cannot be exported correctly from the {backend_name} backend"
+            + (f" ({why})" if why else "")
+            + f"; export it from the {allowed[0]} backend: KERAS_BACKEND={allowed[0]} "
+            f"(backends that can: {', '.join(allowed)})"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keraspose")
+class PoseExportModel(keras.Model):
+    """The inference graph an export holds: uint8 RGB crops -> keypoints and scores.
+
+    Args:
+        estimator: a built :class:`~keraspose.TopdownEstimator`.
+        include_preprocessing: take uint8 RGB crops and normalise them inside
+            (cast, channel order, mean/std); else take normalised float32 crops.
+        include_decoding: decode inside: ``(keypoints, scores)``; else the
+            head's raw outputs: ``(heatmaps,)`` channels-last ``(B, h, w, K)``,
+            or ``(simcc_x, simcc_y)``. :meth:`output_names` names them.
+        flip_test: also run the mirrored crops and merge them the head's way.
+
+    Example:
+    >>> import keraspose, numpy as np
+    >>> model = keraspose.TopdownEstimator.from_preset("tinypose_coco_128x96")  # doctest: +SKIP
+    >>> graph = PoseExportModel(model)  # doctest: +SKIP
+    >>> out = graph(np.zeros((2, 128, 96, 3), "uint8"))  # doctest: +SKIP
+    >>> tuple(out[0].shape), tuple(out[1].shape)  # keypoints, scores  # doctest: +SKIP
+    ((2, 17, 2), (2, 17))
+    """
+
+    def __init__(self, estimator, include_preprocessing=True, include_decoding=True, flip_test=False, **kwargs):
+        super().__init__(**kwargs)
+        self.estimator = estimator
+        self.include_preprocessing = bool(include_preprocessing)
+        self.include_decoding = bool(include_decoding)
+        self.flip_test = bool(flip_test)
+        head = estimator.head
+        if self.include_decoding:
+            head.decode_graph  # noqa: B018 -- every PoseHead has it; the codec may still refuse at trace time
+        self._flip_indices = list(estimator.metainfo.flip_indices)
+
+    def input_spec_for(self, batch_size=None):
+        w, h = self.estimator.input_size
+        dtype = "uint8" if self.include_preprocessing else "float32"
+        return keras.InputSpec(shape=(batch_size, h, w, 3), dtype=dtype, name="images")
+
+    def normalise(self, images):
+        ops = keras.ops
+        x = ops.cast(images, "float32")
+        if self.estimator.channel_order == "bgr":
+            x = ops.flip(x, axis=-1)
+        # Backend tensors, not numpy: ``tensor - ndarray`` can fall back to
+        # numpy's operator, which reads the traced input as a constant.
+        mean = ops.convert_to_tensor(np.asarray(self.estimator.mean, np.float32))
+        std = ops.convert_to_tensor(np.asarray(self.estimator.std, np.float32))
+        return ops.divide(ops.subtract(x, mean), std)
+
+    def call(self, images):
+        estimator, head = self.estimator, self.estimator.head
+        x = self.normalise(images) if self.include_preprocessing else keras.ops.cast(images, "float32")
+        outputs = estimator.call(x, training=False)
+        if self.flip_test:
+            flipped = estimator.call(keras.ops.flip(x, axis=2), training=False)
+            outputs = head.merge_flip_graph(
+                outputs, flipped, self._flip_indices, flip_mode=estimator.flip_mode,
+                shift_heatmap=estimator.shift_heatmap,
+            )
+        # A tuple in output_names() order: every exporter takes one (torch's
+        # tracer, behind the OpenVINO export, refuses a dict).
+        if not self.include_decoding:
+            return tuple(outputs[n] for n in head.output_names) if isinstance(outputs, dict) else (outputs,)
+        keypoints, scores = head.decode_graph(outputs)
+        return keypoints, scores
+
+    def output_names(self):
+        if self.include_decoding:
+            return ["keypoints", "scores"]
+        return list(self.estimator.head.output_names)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            estimator=keras.saving.serialize_keras_object(self.estimator),
+            include_preprocessing=self.include_preprocessing,
+            include_decoding=self.include_decoding,
+            flip_test=self.flip_test,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["estimator"] = keras.saving.deserialize_keras_object(config["estimator"])
+        return cls(**config)
+
+
+def export_metadata(estimator, format, model_file, include_preprocessing, include_decoding, flip_test, batch_size,
+                    output_names):
+    """The ``keraspose_export.json`` content: what a runtime needs besides the model file."""
+    metainfo = estimator.metainfo
+    head = estimator.head
+    codec = getattr(head, "codec", None)
+    w, h = estimator.input_size
+    return {
+        "keraspose_export_version": METADATA_VERSION,
+        "format": format,
+        "model_file": model_file,
+        "exported_from_backend": keras.config.backend(),
+        "input": {
+            "name": "images",
+            "shape": [batch_size, h, w, 3],
+            "dtype": "uint8" if include_preprocessing else "float32",
+            "layout": "NHWC",
+            "channel_order": "rgb",
+            "input_size": [w, h],
+            "preprocessing_included": bool(include_preprocessing),
+        },
+        "preprocessing": {
+            "mean": list(estimator.mean),
+            "std": list(estimator.std),
+            "network_channel_order": estimator.channel_order,
+            "formula": "(float(crop) - mean) / std, channel order as network_channel_order",
+        },
+        "crop": {
+            "bbox_padding": estimator.bbox_padding,
+            "aspect_ratio": w / h,
+            "use_udp": estimator.use_udp,
+            "crop_to_image": "image_xy = keypoint_xy / input_size * scale + center - 0.5 * scale",
+        },
+        "decoding": {
+            "included": bool(include_decoding),
+            "head": type(head).__name__,
+            "codec": type(codec).__name__ if codec is not None else None,
+            "codec_config": codec.get_config() if codec is not None else None,
+            "flip_test": bool(flip_test),
+            "flip_mode": estimator.flip_mode,
+            "shift_heatmap": estimator.shift_heatmap,
+        },
+        "outputs": [
+            {"name": "keypoints", "shape": [batch_size, metainfo.num_keypoints, 2], "units": "crop pixels"},
+            {"name": "scores", "shape": [batch_size, metainfo.num_keypoints]},
+        ] if include_decoding else [{"name": name, "layout": _raw_layout(name)} for name in output_names],
+        "keypoint_names": list(metainfo.keypoint_names),
+        "flip_indices": [int(i) for i in metainfo.flip_indices],
+        "flip_pairs": [[int(a), int(b)] for a, b in metainfo.flip_pairs],
+        "skeleton": [[int(a), int(b)] for a, b in metainfo.skeleton_links],
+        "dataset_name": metainfo.dataset_name,
+    }
+
+
+def _raw_layout(name):
+    return {"heatmaps": "(B, h, w, K)", "simcc_x": "(B, K, Wx)", "simcc_y": "(B, K, Wy)"}.get(name, "")
+
+
+def export_estimator(estimator, path, format="onnx", include_preprocessing=True, include_decoding=True,
+                     flip_test=False, batch_size=None, overwrite=False, verbose=False):
+    """Write ``path/<model file>`` and ``path/keraspose_export.json``; see
+    :meth:`keraspose.TopdownEstimator.export`. Returns the model file's path.
+
+    The directory appears complete or not at all (built under a temporary
+    name, then renamed).
+    """
+    check_format_and_backend(format)
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size: expected None (dynamic) or a positive int, got {batch_size!r}")
+    if not estimator.built:
+        estimator.build()
+    graph = PoseExportModel(estimator, include_preprocessing, include_decoding, flip_test)
+    spec = graph.input_spec_for(batch_size)
+    model_file = EXPORT_FORMATS[format]
+    with backend.export_tracing():
+        # One eager call builds the wrapper (and fails early, before any file,
+        # for a decoding without a graph form).
+        w, h = estimator.input_size
+        graph(np.zeros((1, h, w, 3), spec.dtype))
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            target = os.path.join(tmp, model_file)
+            if format == "tf_saved_model":
+                _write_saved_model(graph, target, spec)
+            else:
+                graph.export(target, format=format, input_signature=[spec], verbose=verbose)
+            if format == "onnx":
+                _name_onnx_io(target, graph.output_names())
+            meta = export_metadata(estimator, format, model_file, include_preprocessing, include_decoding, flip_test,
+                                   batch_size, graph.output_names())
+            with atomic_write(os.path.join(tmp, METADATA_FILE)) as f:
+                json.dump(meta, f, indent=2)
+    return os.path.join(os.path.abspath(path), model_file)
+
+
+def _write_saved_model(graph, target, spec):
+    """``model.export(format="tf_saved_model")`` with each weight stored once (see
+    :func:`keraspose.backend.saved_model_tracks_variables`)."""
+    archive = keras.export.ExportArchive()
+    if backend.saved_model_tracks_variables():
+        archive.track(graph)
+    archive.add_endpoint("serve", graph.call, input_signature=[spec])
+    archive.write_out(target, verbose=False)
+
+
+def _name_onnx_io(path, output_names):
+    """Name the ONNX graph's input ``images`` and its outputs as the metadata lists them.
+
+    Exporters name outputs their own way (tf2onnx: the dict keys; torch:
+    ``output_0``...); identity nodes give the names the runtime reads.
+    """
+    try:
+        import onnx
+    except ImportError:  # the outputs keep the exporter's names, in order
+        return
+    model = onnx.load(path)
+    graph = model.graph
+    outputs = list(graph.output)
+    if len(outputs) != len(output_names):
+        return
+    if sorted(o.name for o in outputs) == sorted(output_names):
+        return  # already named (tf2onnx keeps the dict keys)
+    for out, name in zip(outputs, output_names):
+        old = out.name
+        if old == name:
+            continue
+        graph.node.append(onnx.helper.make_node("Identity", [old], [name], name=f"keraspose_output_{name}"))
+        out.name = name
+    tmp = path + ".named"
+    onnx.save(model, tmp)
+    shutil.move(tmp, path)

@@ -1,0 +1,136 @@
+"""Exported model vs keraspose on the same crops: the acceptance figures of issue 12.
+
+For each model and format: export (dynamic batch), load the file in its own
+runtime (keraspose.runtime), run coco_mini person crops at batch 1 and 5 and
+compare with keraspose's own path on the same crops (preprocess ->
+predict_outputs -> head.decode, i.e. predict_crops without crop_to_image);
+raw outputs against the estimator's raw outputs. Prints one line per case.
+
+    KERAS_BACKEND=tensorflow PYTHONPATH=. python3 tools/export_parity.py --models tinypose128 --formats onnx litert
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+import keras  # noqa: E402
+
+import keraspose  # noqa: E402
+from keraspose.runtime import load_exported  # noqa: E402
+
+SHARED = Path(os.environ.get("KERASPOSE_SHARED", REPO.parent / "shared"))
+
+
+def build(name):
+    if name.startswith("tinypose"):
+        size = {"tinypose128": "128x96", "tinypose256": "256x192"}[name]
+        return keraspose.TopdownEstimator.from_preset(f"tinypose_coco_{size}")
+    if name == "hrnet_tiny":
+        from keraspose.convert import from_mmpose
+
+        d = SHARED / "reference" / "models"
+        return from_mmpose(d / "tiny_hrnet_coco_config.json", d / "tiny_hrnet_coco.pth")
+    if name == "rtmpose_t":
+        from test_rtmpose import _fixture, _state_dict
+        from keraspose.convert.mmpose import build_from_mmpose_config, load_mmpose_weights
+
+        ref = _fixture("t")
+        model = build_from_mmpose_config(json.loads(str(ref["model_json"])))
+        load_mmpose_weights(model, _state_dict(model, ref))
+        return model
+    raise ValueError(name)
+
+
+def coco_crops(model, n=5):
+    from coco_mini import coco_mini_people
+
+    paths, boxes, _ = coco_mini_people(SHARED / "data" / "coco_mini")
+    crops = []
+    for path, b in zip(paths, boxes):
+        c, _, _ = model.crop_people(keraspose.load_image(str(path)), b)
+        crops.append(c)
+        if sum(len(x) for x in crops) >= n:
+            break
+    return np.concatenate(crops)[:n]
+
+
+def reference(model, crops, flip, decoding):
+    outputs = model.predict_outputs(model.preprocess(crops), flip_test=flip)
+    if decoding:
+        kp, sc = model.head.decode(outputs)
+        return {"keypoints": kp, "scores": sc}
+    if isinstance(outputs, dict):
+        return outputs
+    return {"heatmaps": np.transpose(outputs, (0, 2, 3, 1))}  # codec layout -> the export's (B, h, w, K)
+
+
+def weights_bytes(model):
+    return sum(int(np.prod(v.shape)) * 4 for v in model.weights)
+
+
+def file_bytes(path):
+    path = Path(path)
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    total = path.stat().st_size
+    if path.suffix == ".xml":
+        total += path.with_suffix(".bin").stat().st_size
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="+", default=["tinypose128"])
+    ap.add_argument("--formats", nargs="+", default=["onnx"])
+    ap.add_argument("--flip", action="store_true")
+    ap.add_argument("--raw", action="store_true", help="no decoding: compare raw outputs")
+    ap.add_argument("--try-all", action="store_true", help="also try the format/backend pairs export refuses")
+    args = ap.parse_args()
+    be = keras.config.backend()
+    if args.try_all:
+        import keraspose.export
+
+        keraspose.export._CHECK_BACKENDS = False
+    for name in args.models:
+        model = build(name)
+        crops = coco_crops(model, 5)
+        ref = reference(model, crops, args.flip, not args.raw)
+        for fmt in args.formats:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "export")
+                t = time.time()
+                try:
+                    path = model.export(out, format=fmt, flip_test=args.flip, include_decoding=not args.raw)
+                except Exception as err:  # noqa: BLE001 -- report and go on
+                    print(f"{be:10s} {name:11s} {fmt:15s} EXPORT FAILED: {type(err).__name__}: {str(err)[:300]}")
+                    continue
+                secs = time.time() - t
+                size = file_bytes(path)
+                runtime = load_exported(out)
+                parts = []
+                for b in (1, 5):
+                    got = runtime(crops[:b])
+                    errs = []
+                    for key, want in ref.items():
+                        want = want[:b]
+                        diff = np.abs(got[key].astype(np.float64) - want)
+                        if args.raw:
+                            errs.append(f"{key} {diff.max() / np.abs(want).max():.1e}rel")
+                        else:
+                            errs.append(f"{key} {diff.max():.1e}")
+                    parts.append(f"b{b}: " + ", ".join(errs))
+                print(f"{be:10s} {name:11s} {fmt:15s} flip={int(args.flip)} size {size / weights_bytes(model):.3f}x "
+                      f"weights ({size / 1e6:.2f} MB) export {secs:.0f}s | " + " | ".join(parts), flush=True)
+
+
+if __name__ == "__main__":
+    main()
