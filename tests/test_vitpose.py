@@ -175,3 +175,29 @@ def test_layer_decay_adamw_matches_mmpose():
         expected = params[name]
         assert np.linalg.norm(delta) == pytest.approx(expected["update_norm"], rel=1e-4), name
         assert abs(delta.sum() - expected["update_sum"]) <= 1e-4 * np.abs(delta).sum() + 1e-9, name
+
+
+# The default-run export format of each backend (ONNX from torch, SavedModel
+# from TensorFlow/JAX); on JAX the export compiles for tens of seconds.
+_EXPORT_FORMAT = "onnx" if keras.config.backend() == "torch" else "tf_saved_model"
+
+
+@pytest.mark.long if keras.config.backend() == "jax" else pytest.mark.usefixtures()
+def test_export_gives_mmpose_heatmaps(converted, tmp_path):
+    """ViTPose exports (issue 12's formats): uint8 crops in, MMPose's heatmaps out, at batch 1 and 3.
+
+    Keras' own LayerNorm did not trace for the ONNX exporter with a dynamic
+    batch; keraspose.layers.LayerNorm does.
+    """
+    if _EXPORT_FORMAT == "onnx":
+        pytest.importorskip("onnxruntime")
+    from keraspose.runtime import load_exported
+
+    model, ref = converted
+    model.export(tmp_path / "vitpose", format=_EXPORT_FORMAT, include_decoding=False)
+    runtime = load_exported(tmp_path / "vitpose")
+    crops = np.ascontiguousarray(ref["crops_bgr"][..., ::-1])
+    expected = np.transpose(ref["heatmaps"], (0, 2, 3, 1))
+    for batch in (1, 3):
+        got = runtime(crops[:batch])["heatmaps"]
+        assert np.abs(got - expected[:batch]).max() <= 1e-4 * np.abs(expected).max()

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keraspose.layers import ConvBN
+from keraspose.layers import ConvBN, LayerNorm
 from keraspose.layers.base import BaseLayer
 from keraspose.models.vit.resize import interpolation_matrix
 
@@ -106,10 +106,10 @@ class ViTEncoderLayer(BaseLayer):
         self.drop_path_rate = float(drop_path_rate)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.head_dims = self.embed_dims // self.num_heads
-        self.ln1 = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ln1")
+        self.ln1 = LayerNorm(epsilon=self.layer_norm_epsilon, name="ln1")
         self.qkv = keras.layers.Dense(3 * self.embed_dims, use_bias=self.qkv_bias, name="qkv")
         self.proj = keras.layers.Dense(self.embed_dims, name="proj")
-        self.ln2 = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ln2")
+        self.ln2 = LayerNorm(epsilon=self.layer_norm_epsilon, name="ln2")
         self.fc1 = keras.layers.Dense(self.feedforward_channels, name="fc1")
         self.fc2 = keras.layers.Dense(self.embed_dims, name="fc2")
         self.dropout = keras.layers.Dropout(self.drop_rate)
@@ -238,7 +238,7 @@ class ViTBackbone(BaseLayer):
         ]
         self.dropout = keras.layers.Dropout(self.drop_rate)
         self.ln1 = (
-            keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ln1") if self.final_norm else None
+            LayerNorm(epsilon=self.layer_norm_epsilon, name="ln1") if self.final_norm else None
         )
 
     def grid_size(self, image_size):
