@@ -354,3 +354,32 @@ def test_runtime_predict_matches_mmpose(tiny_hrnet, reference_dir, tmp_path):
         np.testing.assert_allclose(result.keypoints, [i["keypoints"] for i in by_image[f]], rtol=0, atol=1e-2)
         np.testing.assert_allclose(result.keypoint_scores, [i["keypoint_scores"] for i in by_image[f]],
                                    rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(DEFAULT_FORMAT != "onnx", reason="the ONNX export fixture is the torch run's (SavedModel elsewhere)")
+def test_float16_onnx_stays_close_to_the_reference(tinypose, tinypose_crops, tinypose_export, tmp_path):
+    from keraspose.export import quantize_onnx_export
+
+    out, _ = tinypose_export
+    path = quantize_onnx_export(out, tmp_path / "fp16", "float16")
+    crops, centers, scales, ref = tinypose_crops
+    runtime = load_exported(tmp_path / "fp16")
+    assert runtime.metadata["precision"] == "float16"
+    got = runtime(crops)
+    image_kp = crop_to_image(got["keypoints"], centers, scales, tinypose.input_size)
+    # Against PP-TinyPose's own runtime (ncnn, float32). float16 shifts the
+    # heatmaps enough to move an argmax to a neighbouring heatmap pixel now
+    # and then (measured: one keypoint of the 32x24 heatmaps, 9.7 image px =
+    # 0.9 heatmap px; scores up to 0.11); on average it stays sub-pixel.
+    heatmap_px = (scales[:, 0] / 24.0)[:, None, None]
+    error = np.abs(image_kp - ref["keypoints"]) / heatmap_px
+    confident = ref["scores"] > 0.3
+    assert error[confident].max() <= 1.5 and error[confident].mean() < 0.1, (error.max(), error.mean())
+    assert np.abs(got["scores"] - ref["scores"]).max() < 0.2
+    assert np.abs(got["scores"] - ref["scores"]).mean() < 0.01
+    assert os.path.getsize(path) < 0.55 * os.path.getsize(out / "model.onnx")
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_onnx_export(out, tmp_path / "int8", "int8")
+    with pytest.raises(ValueError, match="precision"):
+        quantize_onnx_export(out, tmp_path / "bf16", "bfloat16")
+    assert not (tmp_path / "int8").exists() and not (tmp_path / "bf16").exists()
