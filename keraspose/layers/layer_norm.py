@@ -18,8 +18,8 @@ class LayerNorm(keras.layers.LayerNormalization):
     >>> import numpy as np
     >>> norm = LayerNorm(epsilon=1e-6)
     >>> y = keras.ops.convert_to_numpy(norm(np.array([[1.0, 2.0, 3.0]], "float32")))
-    >>> np.round(y, 4).tolist()
-    [[-1.2247, 0.0, 1.2247]]
+    >>> [round(float(v), 4) for v in y[0]]
+    [-1.2247, 0.0, 1.2247]
     """
 
     def call(self, inputs):
