@@ -350,6 +350,44 @@ class RTMDetector(keras.Model, PresetMixin):
             result.image_path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
         return results[0] if single else results
 
+    # -- deployment -------------------------------------------------------
+    def export(self, path, format="onnx", batch_size=None, overwrite=False, verbose=False):
+        """Export for deployment: a directory with the model file and ``keraspose_export.json``.
+
+        The exported graph takes uint8 RGB images ``(B, H, W, 3)`` of the
+        input size, already letterboxed
+        (:func:`keraspose.utils.images.letterbox`: resized with MMCV's
+        ``imrescale`` rule and padded with ``pad_value``; any batch size unless
+        ``batch_size`` fixes it). Inside: the channel order, mean/std, the
+        network and the decoding of every prior. Out: ``boxes`` ``(B, N, 4)``
+        (input pixels, clipped) and ``scores`` ``(B, N, num_classes)``
+        (sigmoid) over the ``N`` priors of all levels. The score threshold,
+        ``nms_pre``, NMS per class, ``max_per_image`` and the scale back to
+        the image stay outside, in numpy
+        (:func:`keraspose.ops.detection.postprocess_detections`;
+        ``keraspose.runtime.ExportedDetector`` runs them): NMS has no graph
+        form that every one of these exporters writes and runtimes run alike.
+
+        Args:
+            path: the output directory (must not exist or be empty unless
+                ``overwrite``); it appears complete or not at all.
+            format: ``"onnx"``, ``"tf_saved_model"``, ``"litert"`` or
+                ``"openvino"``; each from some backends only (a clear error
+                names the one to use; README "Export").
+            batch_size: ``None`` for a dynamic batch, or a fixed one.
+
+        Returns:
+            the path of the model file inside ``path``.
+
+        Example:
+        >>> detector = RTMDetector.from_preset("rtmdet_nano_person")  # doctest: +SKIP
+        >>> detector.export("rtmdet_onnx", format="onnx")  # doctest: +SKIP
+        '.../rtmdet_onnx/model.onnx'
+        """
+        from keraspose.export import export_detector
+
+        return export_detector(self, path, format=format, batch_size=batch_size, overwrite=overwrite, verbose=verbose)
+
     # -- serialization ----------------------------------------------------
     def get_config(self):
         return {
