@@ -87,7 +87,7 @@ def postprocess_detections(boxes, scores, sizes, score_threshold=0.05, nms_pre=1
     >>> boxes = np.array([[0, 0, 8, 8], [1, 1, 9, 9], [20, 20, 30, 30]], "float32")
     >>> scores = np.array([[0.9], [0.8], [0.7]], "float32")
     >>> b, s, l = postprocess_detections(boxes, scores, [(1, 3)], scale_factor=(0.5, 0.5))
-    >>> b.tolist(), s.round(2).tolist(), l.tolist()  # the 0.8 box overlaps the 0.9 one: suppressed
+    >>> b.tolist(), [round(float(v), 2) for v in s], l.tolist()  # the 0.8 box overlaps the 0.9 one: suppressed
     ([[0.0, 0.0, 16.0, 16.0], [40.0, 40.0, 60.0, 60.0]], [0.9, 0.7], [0, 0])
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
