@@ -306,8 +306,14 @@ class DetectorExportModel(keras.Model):
         mean = ops.convert_to_tensor(np.asarray(detector.mean, np.float32))
         std = ops.convert_to_tensor(np.asarray(detector.std, np.float32))
         raw = detector.call(ops.divide(ops.subtract(x, mean), std), training=False)
+        return self.decode(raw["cls_scores"], raw["bbox_preds"])
+
+    def decode(self, cls_scores, bbox_preds):
+        """Per-level logits ``(B, h, w, C)`` and distances ``(B, h, w, 4)`` -> ``boxes (B, N, 4)``, ``scores (B, N, C)``:
+        :func:`keraspose.ops.detection.decode_priors` in ``keras.ops``."""
+        ops, detector = keras.ops, self.detector
         logits, dists = [], []
-        for cls_score, bbox_pred, (h, w) in zip(raw["cls_scores"], raw["bbox_preds"], detector.level_sizes):
+        for cls_score, bbox_pred, (h, w) in zip(cls_scores, bbox_preds, detector.level_sizes):
             logits.append(ops.reshape(ops.cast(cls_score, "float32"), (-1, h * w, detector.num_classes)))
             dists.append(ops.reshape(ops.cast(bbox_pred, "float32"), (-1, h * w, 4)))
         scores = ops.sigmoid(ops.concatenate(logits, axis=1))
