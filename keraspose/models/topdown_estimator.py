@@ -433,6 +433,9 @@ class TopdownEstimator(keras.Model, PresetMixin):
 
     @classmethod
     def from_config(cls, config):
+        import keraspose
+
+        keraspose._import_all()  # the sub-layers' classes registered (keraspose loads its modules lazily)
         config = dict(config)
         for key in ("backbone", "neck", "head", "metainfo"):
             if isinstance(config.get(key), dict):
