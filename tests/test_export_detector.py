@@ -274,5 +274,7 @@ def test_runtime_runs_without_keras(detector, detector_export, data_dir, tmp_pat
         assert len(got[f"pipe_keypoints{i}"]) == len(people) > 0
         np.testing.assert_allclose(got[f"pipe_bboxes{i}"], people.bboxes, rtol=0, atol=1e-2)
         np.testing.assert_allclose(got[f"pipe_bbox_scores{i}"], people.bbox_scores, rtol=0, atol=1e-4)
-        np.testing.assert_allclose(got[f"pipe_keypoints{i}"], people.keypoints, rtol=0, atol=5e-2)
-        np.testing.assert_allclose(got[f"pipe_scores{i}"], people.keypoint_scores, rtol=0, atol=1e-3)
+        # Crops of boxes ~1e-4 px apart: a crop pixel's uint8 rounding may flip
+        # (measured over 10 images: keypoints 9.2e-5 px, scores 1.7e-3).
+        np.testing.assert_allclose(got[f"pipe_keypoints{i}"], people.keypoints, rtol=0, atol=1e-2)
+        np.testing.assert_allclose(got[f"pipe_scores{i}"], people.keypoint_scores, rtol=0, atol=5e-3)
