@@ -30,10 +30,17 @@ def _default_backend():
             configured = json.load(f).get("backend")
     except (OSError, ValueError, AttributeError):
         configured = None
-    if configured and importlib.util.find_spec(configured) is not None:
-        return
+    try:
+        if configured and importlib.util.find_spec(configured) is not None:
+            return
+    except (ImportError, ValueError):
+        pass
     for name in ("torch", "tensorflow", "jax"):
-        if importlib.util.find_spec(name) is not None:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ImportError:  # an import hook refusing the package: as if absent
+            found = False
+        if found:
             os.environ["KERAS_BACKEND"] = name
             return
 
@@ -41,24 +48,38 @@ def _default_backend():
 _default_backend()
 
 from keraspose.version import __version__  # noqa: E402
-from keraspose.codecs import MSRAHeatmap, SimCCLabel, UDPHeatmap  # noqa: E402
-from keraspose.datasets import CocoStyleDataset, MpiiDataset  # noqa: E402
-from keraspose.evaluation import CocoMetric, evaluate_coco_results, evaluate_topdown, evaluate_with_detector  # noqa: E402
-from keraspose.layers import ConvBN  # noqa: E402
-from keraspose.metainfo import DatasetMetainfo, load_metainfo  # noqa: E402
-from keraspose.models.cspnext import CSPNeXtBackbone  # noqa: E402
-from keraspose.models.heads import HeatmapHead  # noqa: E402
-from keraspose.models.hrnet import HRNetBackbone, hrnet_extra  # noqa: E402
-from keraspose.models.litehrnet import LiteHRNetBackbone, litehrnet_extra, tinypose_extra  # noqa: E402
-from keraspose.models.resnet import ResNetBackbone  # noqa: E402
-from keraspose.models.rtmdet import DetectionResult, RTMDetector  # noqa: E402
-from keraspose.models.rtmpose import RTMCCHead  # noqa: E402
-from keraspose.models.topdown_estimator import PoseResult, TopdownEstimator, load_image  # noqa: E402
-from keraspose.models.vit import FeatureMapProcessor, ViTBackbone, vit_arch  # noqa: E402
-from keraspose.inference import PoseInferencer  # noqa: E402
-from keraspose.presets import list_presets, upload_preset  # noqa: E402
-from keraspose.training import CocoEvaluation, TopdownPyDataset  # noqa: E402
-from keraspose.visualization import save_visualization, visualize  # noqa: E402
+
+# Every public name loads on first use (PEP 562), so `import keraspose` -- and
+# the runtime-only path, keraspose.runtime, which runs exported models -- does
+# not import Keras or a backend. The first Keras name used imports all the
+# model modules (_import_all), as `import keraspose` used to: their layers
+# are then registered for deserialisation (presets, .keras files).
+_EXPORTS = {
+    "keraspose.codecs": ("MSRAHeatmap", "SimCCLabel", "UDPHeatmap"),
+    "keraspose.datasets": ("CocoStyleDataset", "MpiiDataset"),
+    "keraspose.evaluation": ("CocoMetric", "evaluate_coco_results", "evaluate_topdown", "evaluate_with_detector"),
+    "keraspose.layers": ("ConvBN",),
+    "keraspose.metainfo": ("DatasetMetainfo", "load_metainfo"),
+    "keraspose.models.cspnext": ("CSPNeXtBackbone",),
+    "keraspose.models.heads": ("HeatmapHead",),
+    "keraspose.models.hrnet": ("HRNetBackbone", "hrnet_extra"),
+    "keraspose.models.litehrnet": ("LiteHRNetBackbone", "litehrnet_extra", "tinypose_extra"),
+    "keraspose.models.resnet": ("ResNetBackbone",),
+    "keraspose.models.rtmdet": ("RTMDetector",),
+    "keraspose.models.rtmpose": ("RTMCCHead",),
+    "keraspose.models.topdown_estimator": ("TopdownEstimator",),
+    "keraspose.models.vit": ("FeatureMapProcessor", "ViTBackbone", "vit_arch"),
+    "keraspose.inference": ("PoseInferencer",),
+    "keraspose.presets": ("list_presets", "upload_preset"),
+    "keraspose.training": ("CocoEvaluation", "TopdownPyDataset"),
+    "keraspose.visualization": ("save_visualization", "visualize"),
+}
+# Keras-free: loading these imports no backend.
+_KERAS_FREE = {
+    "DetectionResult": "keraspose.results",
+    "PoseResult": "keraspose.results",
+    "load_image": "keraspose.utils.images",
+}
 
 __all__ = [
     "__version__",
@@ -105,13 +126,31 @@ __all__ = [
 # Converters (keraspose.convert) import torch to read checkpoints and import
 # the model classes; they load on first use, so `import keraspose` (and any
 # model module) stays free of them.
-_LAZY = {"from_mmpose": "keraspose.convert.mmpose", "from_mmdet": "keraspose.convert.mmdet"}
+_CONVERTERS = {"from_mmpose": "keraspose.convert.mmpose", "from_mmdet": "keraspose.convert.mmdet"}
+_LAZY = {**{name: module for module, names in _EXPORTS.items() for name in names}, **_KERAS_FREE, **_CONVERTERS}
+
+
+def _import_all():
+    """Import every model module (registers their Keras classes); what `import keraspose` did before it was lazy."""
+    import importlib
+
+    for module in _EXPORTS:
+        importlib.import_module(module)
+    importlib.import_module("keraspose.transforms.pipeline")
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keraspose' has no attribute {name!r}")
+    import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'keraspose' has no attribute {name!r}")
+    if name not in _KERAS_FREE:
+        _import_all()
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
 
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

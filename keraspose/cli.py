@@ -603,18 +603,40 @@ def _print_fields(fields):
         print(f"{key.ljust(width)}  {value}")
 
 
+def _load_pose_or_detector(preset):
+    """A pose model, or a detector when ``preset`` is a detector preset (the task is checked before loading)."""
+    from keraspose.models.topdown_estimator import TopdownEstimator
+    from keraspose.presets import PresetTaskError
+
+    try:
+        return TopdownEstimator.from_preset(preset)
+    except PresetTaskError:
+        return _load_detector(preset)
+    except (OSError, ValueError) as err:
+        raise CLIError(f"cannot load preset {preset!r}: {err}") from err
+
+
 def cmd_export(args):
     from keraspose.export import check_format_and_backend
+    from keraspose.models.rtmdet import RTMDetector
 
     # The format/backend check first: no model is loaded for a refused pair.
     check_format_and_backend(args.format)
-    model = _load_model(args.preset)
+    model = _load_pose_or_detector(args.preset)
     try:
-        path = model.export(
-            args.out, format=args.format, include_preprocessing=not args.no_preprocessing,
-            include_decoding=not args.no_decoding, flip_test=args.flip_test, batch_size=args.batch_size,
-            overwrite=args.overwrite,
-        )
+        if isinstance(model, RTMDetector):
+            pose_only = [flag for flag, on in (("--no-preprocessing", args.no_preprocessing),
+                                               ("--no-decoding", args.no_decoding),
+                                               ("--flip-test", args.flip_test)) if on]
+            if pose_only:
+                raise CLIError(f"{', '.join(pose_only)}: pose-model options; {args.preset!r} is a detector preset")
+            path = model.export(args.out, format=args.format, batch_size=args.batch_size, overwrite=args.overwrite)
+        else:
+            path = model.export(
+                args.out, format=args.format, include_preprocessing=not args.no_preprocessing,
+                include_decoding=not args.no_decoding, flip_test=args.flip_test, batch_size=args.batch_size,
+                overwrite=args.overwrite,
+            )
     except NotImplementedError as err:  # a decoding or merge without a graph form
         raise CLIError(f"cannot export {args.preset!r}: {err}") from err
     print(f"wrote {path} and {os.path.join(args.out, 'keraspose_export.json')}")
@@ -965,12 +987,15 @@ def build_parser():
     p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("export", parents=[common], formatter_class=formatter,
-                       help="export a pose model for deployment (ONNX, SavedModel, LiteRT, OpenVINO)",
+                       help="export a pose model or detector for deployment (ONNX, SavedModel, LiteRT, OpenVINO)",
                        description="Export a pose preset as uint8 RGB crops -> keypoints (crop pixels) and scores, "
                                    "with normalisation and decoding inside and a dynamic batch, plus "
                                    "keraspose_export.json (input size, mean/std, keypoints, skeleton, flip pairs). "
+                                   "A detector preset exports as letterboxed uint8 RGB images -> boxes and scores "
+                                   "of every prior (NMS runs outside: keraspose.runtime.ExportedDetector). "
                                    "--out appears complete or not at all.",
                        epilog="examples:\n  keraspose export tinypose_coco_256x192 --format onnx --out tinypose_onnx\n"
+                              "  keraspose export rtmdet_nano_person --format onnx --out rtmdet_onnx\n"
                               "  KERAS_BACKEND=tensorflow keraspose export tinypose_coco_128x96 --format litert "
                               "--out tinypose_litert\n")
     p.add_argument("preset", metavar="PRESET", help=_PRESET_HELP)

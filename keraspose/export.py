@@ -1,4 +1,4 @@
-"""Deployment export of a top-down pose estimator (ONNX, SavedModel, LiteRT, OpenVINO).
+"""Deployment export of a top-down pose estimator or a detector (ONNX, SavedModel, LiteRT, OpenVINO).
 
 :meth:`keraspose.TopdownEstimator.export` writes a directory holding the
 model file and ``keraspose_export.json``, its metadata (input size, mean/std,
@@ -12,6 +12,11 @@ on the mirrored crops and the head's flip merge) and the head's decoding,
 all in ``keras.ops``; out ``keypoints`` ``(B, K, 2)`` in crop pixels and
 ``scores`` ``(B, K)``, or the raw head outputs without decoding.
 :func:`crop_to_image` maps crop keypoints back to the image.
+
+:meth:`keraspose.RTMDetector.export` writes :class:`DetectorExportModel`:
+letterboxed uint8 RGB images in, per-prior ``boxes`` and ``scores`` out; the
+score threshold, NMS and the scale back to the image run in numpy after it
+(:mod:`keraspose.ops.detection`, which ``RTMDetector.predict`` uses too).
 
 The graph is traced under :func:`keraspose.backend.export_tracing`, so the
 layers' inference caches (folded BatchNorm kernels) step aside and the file
@@ -32,8 +37,9 @@ from keraspose import backend
 from keraspose.transforms.functional import crop_to_image
 from keraspose.utils.atomic import atomic_directory, atomic_write
 
-__all__ = ["EXPORT_FORMATS", "METADATA_FILE", "PoseExportModel", "calibration_crops", "crop_to_image", "export_estimator",
-           "export_metadata", "quantize_onnx_export"]
+__all__ = ["DetectorExportModel", "EXPORT_FORMATS", "METADATA_FILE", "PoseExportModel", "calibration_crops",
+           "crop_to_image", "detector_metadata", "export_detector", "export_estimator", "export_metadata",
+           "quantize_onnx_export"]
 
 #: the model file (or directory) each format writes inside the export directory.
 EXPORT_FORMATS = {
@@ -183,6 +189,7 @@ def export_metadata(estimator, format, model_file, include_preprocessing, includ
     w, h = estimator.input_size
     return {
         "keraspose_export_version": METADATA_VERSION,
+        "task": "pose",
         "format": format,
         "model_file": model_file,
         "exported_from_backend": keras.config.backend(),
@@ -241,30 +248,192 @@ def export_estimator(estimator, path, format="onnx", include_preprocessing=True,
     name, then renamed).
     """
     check_format_and_backend(format)
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size: expected None (dynamic) or a positive int, got {batch_size!r}")
+    _check_batch_size(batch_size)
     if not estimator.built:
         estimator.build()
     graph = PoseExportModel(estimator, include_preprocessing, include_decoding, flip_test)
     spec = graph.input_spec_for(batch_size)
-    model_file = EXPORT_FORMATS[format]
     with backend.export_tracing():
         # One eager call builds the wrapper (and fails early, before any file,
         # for a decoding without a graph form).
         w, h = estimator.input_size
         graph(np.zeros((1, h, w, 3), spec.dtype))
-        with atomic_directory(path, overwrite=overwrite) as tmp:
-            target = os.path.join(tmp, model_file)
-            if format == "tf_saved_model":
-                _write_saved_model(graph, target, spec)
-            else:
-                graph.export(target, format=format, input_signature=[spec], verbose=verbose)
-            if format == "onnx":
-                _name_onnx_io(target, graph.output_names())
-            meta = export_metadata(estimator, format, model_file, include_preprocessing, include_decoding, flip_test,
-                                   batch_size, graph.output_names())
-            with atomic_write(os.path.join(tmp, METADATA_FILE)) as f:
-                json.dump(meta, f, indent=2)
+        return _write_export(
+            graph, path, format, spec, overwrite, verbose,
+            lambda model_file: export_metadata(estimator, format, model_file, include_preprocessing, include_decoding,
+                                               flip_test, batch_size, graph.output_names()),
+        )
+
+
+@keras.saving.register_keras_serializable(package="keraspose")
+class DetectorExportModel(keras.Model):
+    """The inference graph of an exported detector: letterboxed uint8 RGB images -> per-prior boxes and scores.
+
+    In: ``(B, H, W, 3)`` uint8 RGB images of the detector's input size,
+    already resized and padded as :func:`keraspose.utils.images.letterbox`
+    does. Inside: the channel order, mean/std normalisation, the network and
+    the decoding of every prior (:mod:`keraspose.ops.detection`, in
+    ``keras.ops``). Out: ``boxes`` ``(B, N, 4)`` xyxy in input pixels
+    (clipped to the input) and ``scores`` ``(B, N, num_classes)`` (sigmoid),
+    ``N`` the priors of all levels. Score threshold, ``nms_pre``, NMS and the
+    scale back to the image stay outside
+    (:func:`keraspose.ops.detection.postprocess_detections`): NMS has no
+    graph form that every exporter here writes and every runtime runs alike.
+
+    Example:
+    >>> detector = keraspose.RTMDetector.build_person("nano")  # doctest: +SKIP
+    >>> boxes, scores = DetectorExportModel(detector)(np.zeros((2, 320, 320, 3), "uint8"))  # doctest: +SKIP
+    >>> tuple(boxes.shape), tuple(scores.shape)  # doctest: +SKIP
+    ((2, 2100, 4), (2, 2100, 1))
+    """
+
+    def __init__(self, detector, **kwargs):
+        super().__init__(**kwargs)
+        self.detector = detector
+        from keraspose.ops.detection import prior_points
+
+        self._points = prior_points(detector.level_sizes, detector.strides)
+
+    def input_spec_for(self, batch_size=None):
+        w, h = self.detector.input_size
+        return keras.InputSpec(shape=(batch_size, h, w, 3), dtype="uint8", name="images")
+
+    def call(self, images):
+        ops, detector = keras.ops, self.detector
+        x = ops.cast(images, "float32")
+        if detector.channel_order == "bgr":
+            x = ops.flip(x, axis=-1)
+        mean = ops.convert_to_tensor(np.asarray(detector.mean, np.float32))
+        std = ops.convert_to_tensor(np.asarray(detector.std, np.float32))
+        raw = detector.call(ops.divide(ops.subtract(x, mean), std), training=False)
+        return self.decode(raw["cls_scores"], raw["bbox_preds"])
+
+    def decode(self, cls_scores, bbox_preds):
+        """Per-level logits ``(B, h, w, C)`` and distances ``(B, h, w, 4)`` -> ``boxes (B, N, 4)``, ``scores (B, N, C)``:
+        :func:`keraspose.ops.detection.decode_priors` in ``keras.ops``."""
+        ops, detector = keras.ops, self.detector
+        logits, dists = [], []
+        for cls_score, bbox_pred, (h, w) in zip(cls_scores, bbox_preds, detector.level_sizes):
+            logits.append(ops.reshape(ops.cast(cls_score, "float32"), (-1, h * w, detector.num_classes)))
+            dists.append(ops.reshape(ops.cast(bbox_pred, "float32"), (-1, h * w, 4)))
+        scores = ops.sigmoid(ops.concatenate(logits, axis=1))
+        dist = ops.concatenate(dists, axis=1)
+        points = ops.convert_to_tensor(self._points)
+        px, py = points[None, :, 0], points[None, :, 1]
+        in_w, in_h = (float(v) for v in detector.input_size)
+        boxes = ops.stack([
+            ops.clip(ops.subtract(px, dist[..., 0]), 0.0, in_w),
+            ops.clip(ops.subtract(py, dist[..., 1]), 0.0, in_h),
+            ops.clip(ops.add(px, dist[..., 2]), 0.0, in_w),
+            ops.clip(ops.add(py, dist[..., 3]), 0.0, in_h),
+        ], axis=-1)
+        return boxes, scores
+
+    def output_names(self):
+        return ["boxes", "scores"]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(detector=keras.saving.serialize_keras_object(self.detector))
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["detector"] = keras.saving.deserialize_keras_object(config["detector"])
+        return cls(**config)
+
+
+def detector_metadata(detector, format, model_file, batch_size):
+    """The ``keraspose_export.json`` of an exported detector (``"task": "detection"``)."""
+    w, h = detector.input_size
+    num_priors = sum(lh * lw for lh, lw in detector.level_sizes)
+    return {
+        "keraspose_export_version": METADATA_VERSION,
+        "task": "detection",
+        "format": format,
+        "model_file": model_file,
+        "exported_from_backend": keras.config.backend(),
+        "input": {
+            "name": "images",
+            "shape": [batch_size, h, w, 3],
+            "dtype": "uint8",
+            "layout": "NHWC",
+            "channel_order": "rgb",
+            "input_size": [w, h],
+            "preprocessing_included": True,
+        },
+        "preprocessing": {
+            "resize": "letterbox: MMCV imrescale to input_size (s = min(long / max(h, w), short / min(h, w)), "
+                      "new size int(w * s + 0.5) x int(h * s + 0.5), bilinear), pad bottom/right with pad_value; "
+                      "scale_factor = (new_w / w, new_h / h)",
+            "pad_value": detector.pad_value,
+            "mean": list(detector.mean),
+            "std": list(detector.std),
+            "network_channel_order": detector.channel_order,
+            "formula": "(float(image) - mean) / std, channel order as network_channel_order (inside the graph)",
+        },
+        "decoding": {
+            "included": True,
+            "strides": [int(s) for s in detector.strides],
+            "level_sizes": [[int(lh), int(lw)] for lh, lw in detector.level_sizes],
+            "priors": "levels finest first, prior index y * w + x at (x * stride, y * stride); "
+                      "box (px - l, py - t, px + r, py + b) clipped to the input; scores sigmoid",
+        },
+        "postprocessing": {
+            "in_graph": False,
+            "why": "NMS has no graph form that every exporter writes and every runtime runs alike",
+            "score_threshold": detector.score_threshold,
+            "nms_pre": detector.nms_pre,
+            "iou_threshold": detector.iou_threshold,
+            "max_per_image": detector.max_per_image,
+            "min_bbox_size": detector.min_bbox_size,
+            "steps": "per level: scores > score_threshold, best nms_pre (stable order); boxes / scale_factor; "
+                     "drop boxes not wider and taller than min_bbox_size; NMS per class (IoU > iou_threshold "
+                     "suppressed); best max_per_image (keraspose.ops.detection.postprocess_detections)",
+        },
+        "outputs": [
+            {"name": "boxes", "shape": [batch_size, num_priors, 4], "units": "input pixels, xyxy"},
+            {"name": "scores", "shape": [batch_size, num_priors, detector.num_classes]},
+        ],
+        "class_names": list(detector.class_names),
+    }
+
+
+def export_detector(detector, path, format="onnx", batch_size=None, overwrite=False, verbose=False):
+    """Write an exported detector (:class:`DetectorExportModel`) and its metadata; see
+    :meth:`keraspose.RTMDetector.export`. Returns the model file's path."""
+    check_format_and_backend(format)
+    _check_batch_size(batch_size)
+    if not detector.built:
+        detector.build()
+    graph = DetectorExportModel(detector)
+    spec = graph.input_spec_for(batch_size)
+    with backend.export_tracing():
+        w, h = detector.input_size
+        graph(np.zeros((1, h, w, 3), "uint8"))
+        return _write_export(graph, path, format, spec, overwrite, verbose,
+                             lambda model_file: detector_metadata(detector, format, model_file, batch_size))
+
+
+def _check_batch_size(batch_size):
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size: expected None (dynamic) or a positive int, got {batch_size!r}")
+
+
+def _write_export(graph, path, format, spec, overwrite, verbose, metadata):
+    """The export directory, atomically: the model file and ``metadata(model_file)`` as the json."""
+    model_file = EXPORT_FORMATS[format]
+    with atomic_directory(path, overwrite=overwrite) as tmp:
+        target = os.path.join(tmp, model_file)
+        if format == "tf_saved_model":
+            _write_saved_model(graph, target, spec)
+        else:
+            graph.export(target, format=format, input_signature=[spec], verbose=verbose)
+        if format == "onnx":
+            _name_onnx_io(target, graph.output_names())
+        with atomic_write(os.path.join(tmp, METADATA_FILE)) as f:
+            json.dump(metadata(model_file), f, indent=2)
     return os.path.join(os.path.abspath(path), model_file)
 
 
@@ -312,7 +481,7 @@ def calibration_crops(estimator, dataset, count=64):
     For :func:`quantize_onnx_export`'s int8 calibration (e.g. a
     ``CocoStyleDataset`` of the training or validation set).
     """
-    from keraspose.models.topdown_estimator import load_image
+    from keraspose.utils.images import load_image
 
     crops = []
     for index in range(min(int(count), len(dataset))):

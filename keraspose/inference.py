@@ -40,13 +40,12 @@ import tempfile
 import cv2
 import numpy as np
 
-from keraspose.models.rtmdet import RTMDetector
-from keraspose.models.topdown_estimator import TopdownEstimator, image_and_box_lists, load_image
 from keraspose.ops import nms
-from keraspose.presets import catalogue_task, check_preset_task, get_catalogue_entry
-from keraspose.presets.hub import parse_handle
 from keraspose.utils.atomic import atomic_write
-from keraspose.visualization import visualize
+from keraspose.utils.images import image_and_box_lists, load_image
+
+# Keras is imported only for Keras models: the pipeline also runs exported
+# models (keraspose.runtime) on a machine without Keras.
 
 __all__ = ["PoseInferencer", "check_catalogue_task", "filter_person_detections", "VIDEO_EXTENSIONS"]
 
@@ -91,6 +90,9 @@ def filter_person_detections(boxes, scores, labels, person_labels=(0,), bbox_thr
 
 def check_catalogue_task(model_class, handle):
     """``PresetTaskError`` now if ``handle`` names a catalogue preset of another task (no loading)."""
+    from keraspose.presets import catalogue_task, check_preset_task, get_catalogue_entry
+    from keraspose.presets.hub import parse_handle
+
     if not isinstance(handle, str) or parse_handle(handle).kind != "catalogue":
         return
     entry = get_catalogue_entry(handle)
@@ -107,12 +109,57 @@ def _inside_image(boxes, image_shape):
     return (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (boxes[:, 0] < w) & (boxes[:, 1] < h)
 
 
+def _as_estimator(estimator):
+    """A TopdownEstimator or an exported pose model, from itself, a preset handle or an export directory."""
+    from keraspose.runtime import ExportedPoseEstimator, is_export_directory
+
+    if isinstance(estimator, ExportedPoseEstimator):
+        return estimator
+    if is_export_directory(estimator):
+        return ExportedPoseEstimator(estimator)
+    from keraspose.models.topdown_estimator import TopdownEstimator
+
+    if isinstance(estimator, (str, os.PathLike)):
+        estimator = TopdownEstimator.from_preset(estimator)
+    if not isinstance(estimator, TopdownEstimator):
+        raise TypeError(
+            f"estimator: expected a keraspose.TopdownEstimator or keraspose.runtime.ExportedPoseEstimator, "
+            f"got {type(estimator).__name__}"
+        )
+    return estimator
+
+
+def _as_detector(detector):
+    """An RTMDetector or an exported detector, from itself, a preset handle or an export directory."""
+    from keraspose.runtime import ExportedDetector, is_export_directory
+
+    if isinstance(detector, ExportedDetector):
+        return detector
+    if is_export_directory(detector):
+        return ExportedDetector(detector)
+    from keraspose.models.rtmdet import RTMDetector
+
+    if isinstance(detector, (str, os.PathLike)):
+        detector = RTMDetector.from_preset(detector)
+    if not isinstance(detector, RTMDetector):
+        raise TypeError(
+            f"detector: expected a keraspose.RTMDetector or keraspose.runtime.ExportedDetector, "
+            f"got {type(detector).__name__}"
+        )
+    return detector
+
+
 class PoseInferencer:
     """Detect people, then estimate their poses: a person detector + a top-down pose model.
 
     Args:
-        estimator: a :class:`~keraspose.TopdownEstimator` (or a pose preset handle).
-        detector: a :class:`~keraspose.RTMDetector` (or a detector preset handle).
+        estimator: a :class:`~keraspose.TopdownEstimator`, a pose preset
+            handle, or an exported pose model (an export directory or a
+            :class:`keraspose.runtime.ExportedPoseEstimator`).
+        detector: a :class:`~keraspose.RTMDetector`, a detector preset
+            handle, or an exported detector (an export directory or a
+            :class:`keraspose.runtime.ExportedDetector`). With both exported,
+            no Keras is imported (:func:`keraspose.runtime.ExportedPoseInferencer`).
         bbox_threshold: keep detections scoring strictly above it (MMPose's ``bbox_thr``).
         nms_threshold: IoU of MMPose's box NMS (``nms_thr``); ``None`` turns it off.
         person_labels: detector class indices that are people; default: the
@@ -128,16 +175,8 @@ class PoseInferencer:
 
     def __init__(self, estimator, detector, bbox_threshold=0.3, nms_threshold=0.3, person_labels=None,
                  detector_batch_size=8):
-        if isinstance(estimator, (str, os.PathLike)):
-            estimator = TopdownEstimator.from_preset(estimator)
-        if isinstance(detector, (str, os.PathLike)):
-            detector = RTMDetector.from_preset(detector)
-        if not isinstance(estimator, TopdownEstimator):
-            raise TypeError(f"estimator: expected a keraspose.TopdownEstimator, got {type(estimator).__name__}")
-        if not isinstance(detector, RTMDetector):
-            raise TypeError(f"detector: expected a keraspose.RTMDetector, got {type(detector).__name__}")
-        self.estimator = estimator
-        self.detector = detector
+        self.estimator = _as_estimator(estimator)
+        self.detector = detector = _as_detector(detector)
         self.bbox_threshold = float(bbox_threshold)
         self.nms_threshold = None if nms_threshold is None else float(nms_threshold)
         if person_labels is None:
@@ -166,12 +205,13 @@ class PoseInferencer:
         >>> pipeline.bbox_threshold, pipeline.nms_threshold
         (0.3, 0.3)
         """
+        from keraspose.models.rtmdet import RTMDetector
+        from keraspose.models.topdown_estimator import TopdownEstimator
+
         # A catalogue name of the wrong task fails before either model is loaded.
         for model_class, handle in ((TopdownEstimator, pose), (RTMDetector, detector)):
             check_catalogue_task(model_class, handle)
-        estimator = pose if isinstance(pose, TopdownEstimator) else TopdownEstimator.from_preset(pose)
-        detector = detector if isinstance(detector, RTMDetector) else RTMDetector.from_preset(detector)
-        return cls(estimator, detector, **kwargs)
+        return cls(_as_estimator(pose), _as_detector(detector), **kwargs)
 
     @property
     def metainfo(self):
@@ -253,6 +293,8 @@ class PoseInferencer:
         >>> pipeline.predict_video("clip.mp4", "clip_pose.mp4", "clip_pose.jsonl")["frames"]  # doctest: +SKIP
         120
         """
+        from keraspose.visualization import visualize
+
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         path = os.fspath(path)

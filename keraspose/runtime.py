@@ -1,10 +1,19 @@
-"""Run an exported keraspose pose model without Keras (onnxruntime, TensorFlow, LiteRT, OpenVINO).
+"""Run exported keraspose models without Keras (onnxruntime, TensorFlow, LiteRT, OpenVINO).
 
 :func:`load_exported` reads a directory written by
-:meth:`keraspose.TopdownEstimator.export` (the model file and
-``keraspose_export.json``) and returns an :class:`ExportedPoseModel`: a
-callable from a batch of crops to ``{output name: numpy array}`` in the
-format's own runtime. Only that runtime is imported, never Keras.
+:meth:`keraspose.TopdownEstimator.export` or :meth:`keraspose.RTMDetector.export`
+(the model file and ``keraspose_export.json``) and returns an
+:class:`ExportedModel`: a callable from a batch of images to
+``{output name: numpy array}`` in the format's own runtime. Only that runtime
+is imported, never Keras or a Keras backend (an ONNX or LiteRT deployment
+needs only numpy, OpenCV and onnxruntime / ai-edge-litert):
+
+* :class:`ExportedPoseEstimator`: ``predict(images, bboxes)`` as
+  ``TopdownEstimator.predict``;
+* :class:`ExportedDetector`: ``predict(images)`` as ``RTMDetector.predict``
+  (letterbox and post-processing in numpy, shared with ``RTMDetector``);
+* :class:`ExportedPoseInferencer`: the detector + pose pipeline,
+  ``keraspose.PoseInferencer`` on the two exports.
 
 Example:
 >>> from keraspose.runtime import load_exported
@@ -27,14 +36,26 @@ def read_metadata(directory):
     path = os.path.join(os.fspath(directory), METADATA_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(
-            f"{path} not found: pass a directory written by TopdownEstimator.export / `keraspose export`"
+            f"{path} not found: pass a directory written by TopdownEstimator.export, RTMDetector.export "
+            "or `keraspose export`"
         )
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
-class ExportedPoseModel:
-    """An exported model in its runtime: ``model(crops) -> {name: array}``.
+def is_export_directory(path):
+    """Whether ``path`` is a directory holding ``keraspose_export.json``."""
+    return isinstance(path, (str, os.PathLike)) and os.path.isfile(os.path.join(os.fspath(path), METADATA_FILE))
+
+
+def _check_task(directory, metadata, task, use):
+    found = metadata.get("task", "pose")  # exports before the field existed are pose models
+    if found != task:
+        raise ValueError(f"{directory}: this export is a {found} model ({METADATA_FILE}: task={found!r}); {use}")
+
+
+class ExportedModel:
+    """An exported model in its runtime: ``model(images) -> {name: array}``.
 
     Args:
         directory: the export directory.
@@ -47,6 +68,7 @@ class ExportedPoseModel:
         self.format = self.metadata["format"]
         self.output_names = [o["name"] for o in self.metadata["outputs"]]
         model_path = os.path.join(self.directory, self.metadata["model_file"])
+        self.output_shapes = [o.get("shape") for o in self.metadata["outputs"]]
         runner = {
             "onnx": _OnnxRunner,
             "tf_saved_model": _SavedModelRunner,
@@ -56,26 +78,32 @@ class ExportedPoseModel:
         if runner is None:
             raise ValueError(f"{self.directory}: unknown export format {self.format!r} in {METADATA_FILE}")
         self._runner = runner(model_path, self.output_names, num_threads)
+        self._runner.shapes = self.output_shapes
 
     @property
     def input_size(self):
-        """``(width, height)`` of the crops the model takes."""
+        """``(width, height)`` of the images (crops) the model takes."""
         return tuple(self.metadata["input"]["input_size"])
 
-    def __call__(self, crops):
+    def __call__(self, images):
         spec = self.metadata["input"]
-        crops = np.asarray(crops)
+        images = np.asarray(images)
+        what = "crops" if self.metadata.get("task", "pose") == "pose" else "images"
         w, h = spec["input_size"]
-        if crops.ndim != 4 or tuple(crops.shape[1:]) != (h, w, 3):
-            raise ValueError(f"crops: expected (B, {h}, {w}, 3) {spec['dtype']} RGB crops, got shape {crops.shape}")
-        if crops.dtype != np.dtype(spec["dtype"]):
-            raise ValueError(f"crops: expected dtype {spec['dtype']}, got {crops.dtype}")
-        return self._runner(np.ascontiguousarray(crops))
+        if images.ndim != 4 or tuple(images.shape[1:]) != (h, w, 3):
+            raise ValueError(f"{what}: expected (B, {h}, {w}, 3) {spec['dtype']} RGB {what}, got shape {images.shape}")
+        if images.dtype != np.dtype(spec["dtype"]):
+            raise ValueError(f"{what}: expected dtype {spec['dtype']}, got {images.dtype}")
+        return self._runner(np.ascontiguousarray(images))
+
+
+#: the former name (pose exports came first).
+ExportedPoseModel = ExportedModel
 
 
 def load_exported(directory, num_threads=None):
-    """:class:`ExportedPoseModel` of an export directory."""
-    return ExportedPoseModel(directory, num_threads=num_threads)
+    """:class:`ExportedModel` of an export directory (pose model or detector)."""
+    return ExportedModel(directory, num_threads=num_threads)
 
 
 def _by_name(values, names, runtime_names):
@@ -158,18 +186,23 @@ class _LiteRTRunner:
         details = it.get_output_details()
         values = [it.get_tensor(d["index"]) for d in details]
         # LiteRT names outputs StatefulPartitionedCall:0...; match them by shape then.
-        return _match_by_shape(values, self.names, len(crops))
+        return _match_by_shape(values, self.names, self.shapes)
 
 
-def _match_by_shape(values, names, batch):
+def _match_by_shape(values, names, shapes=None):
+    """Outputs without names -> ``{name: array}``: each to the one output of the
+    metadata its shape (batch aside) fits, else in order."""
+    values = [np.asarray(v) for v in values]
     if len(values) == 1:
-        return {names[0]: np.asarray(values[0])}
-    if names == ["keypoints", "scores"]:
-        kp = [v for v in values if v.ndim == 3 and v.shape[-1] == 2]
-        sc = [v for v in values if v.ndim == 2]
-        if len(kp) == 1 and len(sc) == 1:
-            return {"keypoints": np.asarray(kp[0]), "scores": np.asarray(sc[0])}
-    return {n: np.asarray(v) for n, v in zip(names, values)}
+        return {names[0]: values[0]}
+    if shapes and len(shapes) == len(names) == len(values):
+        def fits(value, shape):
+            return value.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape[1:], value.shape[1:]))
+
+        matches = [[n for n, shape in zip(names, shapes) if shape is not None and fits(v, shape)] for v in values]
+        if all(len(m) == 1 for m in matches) and len({m[0] for m in matches}) == len(names):
+            return {m[0]: v for m, v in zip(matches, values)}
+    return dict(zip(names, values))
 
 
 class _OpenVinoRunner:
@@ -193,7 +226,7 @@ class _OpenVinoRunner:
             runtime_names.append(next(iter(port.get_names()), "") if port.get_names() else "")
         if sorted(runtime_names) == sorted(self.names):
             return dict(zip(runtime_names, values))
-        return _match_by_shape(values, self.names, len(crops))
+        return _match_by_shape(values, self.names, self.shapes)
 
 
 class ExportedPoseEstimator:
@@ -219,6 +252,7 @@ class ExportedPoseEstimator:
     def __init__(self, directory, num_threads=None):
         self.model = load_exported(directory, num_threads=num_threads)
         meta = self.model.metadata
+        _check_task(directory, meta, "pose", "run it with keraspose.runtime.ExportedDetector")
         if not meta["input"]["preprocessing_included"] or not meta["decoding"]["included"]:
             raise ValueError(
                 f"{directory}: predict needs an export with preprocessing and decoding inside "
@@ -229,14 +263,31 @@ class ExportedPoseEstimator:
         self.bbox_padding = float(meta["crop"]["bbox_padding"])
         self.use_udp = bool(meta["crop"]["use_udp"])
         self.num_keypoints = len(meta["keypoint_names"])
+        self.flip_test = bool(meta["decoding"]["flip_test"])
 
-    def predict(self, images, bboxes=None, batch_size=32):
+    @property
+    def metainfo(self):
+        """The keypoint set's name (``keraspose.visualize`` takes it)."""
+        return self.metadata.get("dataset_name")
+
+    def predict(self, images, bboxes=None, batch_size=32, flip_test=None):
         """Images (paths or RGB uint8 arrays) and per-image ``(N, 4)`` xyxy boxes -> ``PoseResult`` s.
 
-        Arguments and results as :meth:`keraspose.TopdownEstimator.predict`.
+        Arguments and results as :meth:`keraspose.TopdownEstimator.predict`;
+        the flip test is the export's (``flip_test`` may only confirm it).
         """
-        from keraspose.models.topdown_estimator import PoseResult, _check_bboxes, image_and_box_lists, load_image
+        from keraspose.results import PoseResult
         from keraspose.transforms.functional import crop_people, crop_to_image
+        from keraspose.utils.images import check_bboxes as _check_bboxes
+        from keraspose.utils.images import image_and_box_lists, load_image
+
+        if flip_test is not None and bool(flip_test) != self.flip_test:
+            raise ValueError(
+                f"flip_test={flip_test}: this export was written with flip_test={self.flip_test} (the flip test is "
+                "part of the exported graph); export again with TopdownEstimator.export(..., flip_test=...)"
+            )
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
         single = isinstance(images, (str, os.PathLike)) or (
             isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype == np.uint8
@@ -267,3 +318,116 @@ class ExportedPoseEstimator:
 
 #: the ONNX case by name (any format works: the runtime follows the export's metadata).
 OnnxPoseEstimator = ExportedPoseEstimator
+
+
+class ExportedDetector:
+    """``predict(images)`` on an exported detector, like ``RTMDetector.predict``.
+
+    The letterbox (:func:`keraspose.utils.images.letterbox`) and the
+    post-processing (:func:`keraspose.ops.detection.postprocess_detections`:
+    score threshold, ``nms_pre``, NMS per class, ``max_per_image``, scale back
+    to the image) are keraspose's own numpy code, the ones ``RTMDetector``
+    runs; the network and the decoding of the priors run in the export's
+    runtime. No Keras is imported.
+
+    Args:
+        directory: an export directory (``RTMDetector.export``).
+        num_threads: the runtime's intra-op threads.
+
+    Example:
+    >>> from keraspose.runtime import ExportedDetector
+    >>> detector = ExportedDetector("rtmdet_onnx")  # doctest: +SKIP
+    >>> detector.predict("street.jpg").boxes.shape  # doctest: +SKIP
+    (7, 4)
+    """
+
+    def __init__(self, directory, num_threads=None):
+        self.model = load_exported(directory, num_threads=num_threads)
+        meta = self.model.metadata
+        _check_task(directory, meta, "detection", "run it with keraspose.runtime.ExportedPoseEstimator")
+        self.metadata = meta
+        self.input_size = tuple(meta["input"]["input_size"])
+        self.pad_value = meta["preprocessing"]["pad_value"]
+        self.level_sizes = [tuple(size) for size in meta["decoding"]["level_sizes"]]
+        self.class_names = tuple(meta["class_names"])
+        post = meta["postprocessing"]
+        self.score_threshold = float(post["score_threshold"])
+        self.nms_pre = int(post["nms_pre"])
+        self.iou_threshold = float(post["iou_threshold"])
+        self.max_per_image = int(post["max_per_image"])
+        self.min_bbox_size = float(post["min_bbox_size"])
+
+    def preprocess(self, images):
+        """RGB uint8 images -> letterboxed ``(B, H, W, 3)`` uint8 RGB batch and scale factors ``(B, 2)``."""
+        from keraspose.utils.images import letterbox
+
+        w, h = self.input_size
+        if not len(images):
+            return np.zeros((0, h, w, 3), np.uint8), np.zeros((0, 2), np.float64)
+        padded, factors = zip(*(letterbox(image, self.input_size, self.pad_value) for image in images))
+        return np.stack(padded), np.asarray(factors, np.float64)
+
+    def postprocess(self, boxes, scores, scale_factors=None):
+        """The export's outputs ``boxes (B, N, 4)``, ``scores (B, N, C)`` -> one ``DetectionResult`` per image."""
+        from keraspose.ops.detection import postprocess_detections
+        from keraspose.results import DetectionResult
+
+        results = []
+        for b in range(len(boxes)):
+            found = postprocess_detections(
+                boxes[b], scores[b], self.level_sizes, score_threshold=self.score_threshold, nms_pre=self.nms_pre,
+                iou_threshold=self.iou_threshold, max_per_image=self.max_per_image, min_bbox_size=self.min_bbox_size,
+                scale_factor=None if scale_factors is None else scale_factors[b],
+            )
+            results.append(DetectionResult(*found, class_names=self.class_names))
+        return results
+
+    def predict(self, images, batch_size=8):
+        """Detect objects: images (paths or RGB uint8 arrays) -> ``DetectionResult`` per image.
+
+        Arguments and results as :meth:`keraspose.RTMDetector.predict`.
+        """
+        from keraspose.utils.images import load_image
+
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3))
+        if single:
+            image_list = [images]
+        elif isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4):
+            image_list = list(images)
+        else:
+            raise ValueError(
+                f"images: expected a path, an RGB uint8 (H, W, 3) array or a list of them, got {type(images).__name__}"
+            )
+        rgb = [load_image(image, "image" if single else f"images[{i}]") for i, image in enumerate(image_list)]
+        results = []
+        for start in range(0, len(rgb), int(batch_size)):
+            batch, factors = self.preprocess(rgb[start : start + int(batch_size)])
+            out = self.model(batch)
+            results += self.postprocess(out["boxes"], out["scores"], factors)
+        for result, image in zip(results, image_list):
+            result.image_path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        return results[0] if single else results
+
+
+def ExportedPoseInferencer(pose, detector, num_threads=None, **kwargs):
+    """The detect-then-pose pipeline on two export directories: a ``keraspose.PoseInferencer``
+    whose pose model is an :class:`ExportedPoseEstimator` and detector an :class:`ExportedDetector`.
+
+    ``predict(images)`` gives the ``PoseResult`` s of ``PoseInferencer.predict``
+    (MMPose's detection filtering included), with no Keras imported. ``kwargs``
+    go to ``PoseInferencer`` (``bbox_threshold``, ``nms_threshold``, ...).
+
+    Example:
+    >>> from keraspose.runtime import ExportedPoseInferencer
+    >>> pipeline = ExportedPoseInferencer("tinypose_onnx", "rtmdet_onnx")  # doctest: +SKIP
+    >>> pipeline.predict("street.jpg").keypoints.shape  # doctest: +SKIP
+    (3, 17, 2)
+    """
+    from keraspose.inference import PoseInferencer
+
+    return PoseInferencer(
+        ExportedPoseEstimator(pose, num_threads=num_threads), ExportedDetector(detector, num_threads=num_threads),
+        **kwargs,
+    )

@@ -196,6 +196,7 @@ def test_export_metadata_travels_with_the_file(tinypose, tinypose_export):
     assert sorted(os.listdir(out)) == sorted([METADATA_FILE, os.path.basename(path)])
     meta = json.loads((out / METADATA_FILE).read_text())
     assert meta["format"] == DEFAULT_FORMAT and meta["model_file"] == os.path.basename(path)
+    assert meta["task"] == "pose"
     assert meta["input"]["shape"] == [None, 128, 96, 3] and meta["input"]["dtype"] == "uint8"
     assert meta["input"]["channel_order"] == "rgb"
     np.testing.assert_allclose(meta["preprocessing"]["mean"], [123.675, 116.28, 103.53], rtol=1e-7)

@@ -6,7 +6,15 @@ compare with keraspose's own path on the same crops (preprocess ->
 predict_outputs -> head.decode, i.e. predict_crops without crop_to_image);
 raw outputs against the estimator's raw outputs. Prints one line per case.
 
+Detector mode (``--models rtmdet_nano``, the bundled RTMDet-nano person
+detector): letterboxed coco_mini images at batch 1 and 5; the per-prior
+``boxes``/``scores`` against keraspose's own (``predict_raw`` ->
+``decode_priors``), and the final detections (``ExportedDetector.predict``
+against ``RTMDetector.predict``, same images): how many, largest box and
+score differences.
+
     KERAS_BACKEND=tensorflow PYTHONPATH=. python3 tools/export_parity.py --models tinypose128 --formats onnx litert
+    KERAS_BACKEND=torch PYTHONPATH=. python3 tools/export_parity.py --models rtmdet_nano --formats onnx
 """
 
 import argparse
@@ -30,7 +38,12 @@ from keraspose.runtime import load_exported  # noqa: E402
 SHARED = Path(os.environ.get("KERASPOSE_SHARED", REPO.parent / "shared"))
 
 
+DETECTORS = {"rtmdet_nano": "rtmdet_nano_person"}
+
+
 def build(name):
+    if name in DETECTORS:
+        return keraspose.RTMDetector.from_preset(DETECTORS[name])
     if name.startswith("tinypose"):
         size = {"tinypose128": "128x96", "tinypose256": "256x192"}[name]
         return keraspose.TopdownEstimator.from_preset(f"tinypose_coco_{size}")
@@ -114,6 +127,48 @@ def constant_bytes(path):
     return path.stat().st_size
 
 
+def detector_images(n=5):
+    from rtmdet_reference import coco_mini_images
+
+    return [str(path) for _, path in coco_mini_images(SHARED / "data" / "coco_mini")[:n]]
+
+
+def detector_parity(be, name, model, fmt, paths, out):
+    """One line: per-prior outputs and final detections of the export against the detector's own."""
+    from keraspose.ops.detection import decode_priors
+    from keraspose.runtime import ExportedDetector
+    from keraspose.utils.images import letterbox, load_image
+
+    images = [load_image(p) for p in paths]
+    letterboxed = np.stack([letterbox(image, model.input_size, model.pad_value)[0] for image in images])
+    x, _ = model.preprocess(images)
+    raw = model.predict_raw(x)
+    want_boxes, want_scores = decode_priors(raw["cls_scores"], raw["bbox_preds"], model.strides, model.input_size)
+    want_final = model.predict(images, batch_size=len(images))
+    runtime = ExportedDetector(out)
+    parts = []
+    for b in (1, len(images)):
+        got = runtime.model(letterboxed[:b])
+        box_err = np.abs(got["boxes"] - want_boxes[:b]).max(-1)
+        # The priors the post-processing reads: a class scoring above the threshold.
+        scored = (want_scores[:b] > model.score_threshold).any(-1)
+        raw_part = (f"raw boxes {box_err.max():.1e} (scored priors {box_err[scored].max():.1e}) "
+                    f"scores {np.abs(got['scores'] - want_scores[:b]).max():.1e}")
+        final = runtime.predict(images[:b], batch_size=b)
+        counts = [(len(g), len(w)) for g, w in zip(final, want_final[:b])]
+        same = all(g == w for g, w in counts)
+        if same:
+            box = max((np.abs(g.boxes - w.boxes).max() for g, w in zip(final, want_final[:b]) if len(w)), default=0.0)
+            score = max((np.abs(g.scores - w.scores).max() for g, w in zip(final, want_final[:b]) if len(w)),
+                        default=0.0)
+            labels = all(np.array_equal(g.labels, w.labels) for g, w in zip(final, want_final[:b]))
+            final_part = f"final {sum(c for c, _ in counts)} dets boxes {box:.1e} scores {score:.1e} labels {'=' if labels else '!='}"
+        else:
+            final_part = f"final COUNTS DIFFER {counts}"
+        parts.append(f"b{b}: {raw_part}; {final_part}")
+    return parts
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="+", default=["tinypose128"])
@@ -129,19 +184,31 @@ def main():
         keraspose.export._CHECK_BACKENDS = False
     for name in args.models:
         model = build(name)
-        crops = coco_crops(model, 5)
-        ref = reference(model, crops, args.flip, not args.raw)
+        detector = name in DETECTORS
+        if detector:
+            paths = detector_images(5)
+        else:
+            crops = coco_crops(model, 5)
+            ref = reference(model, crops, args.flip, not args.raw)
         for fmt in args.formats:
             with tempfile.TemporaryDirectory() as tmp:
                 out = os.path.join(tmp, "export")
                 t = time.time()
                 try:
-                    path = model.export(out, format=fmt, flip_test=args.flip, include_decoding=not args.raw)
+                    if detector:
+                        path = model.export(out, format=fmt)
+                    else:
+                        path = model.export(out, format=fmt, flip_test=args.flip, include_decoding=not args.raw)
                 except Exception as err:  # noqa: BLE001 -- report and go on
                     print(f"{be:10s} {name:11s} {fmt:15s} EXPORT FAILED: {type(err).__name__}: {str(err)[:300]}")
                     continue
                 secs = time.time() - t
                 size, stored = file_bytes(path), constant_bytes(path)
+                if detector:
+                    parts = detector_parity(be, name, model, fmt, paths, out)
+                    print(f"{be:10s} {name:11s} {fmt:15s} tensors {stored / weights_bytes(model):.3f}x weights, "
+                          f"file {size / 1e6:.2f} MB export {secs:.0f}s | " + " | ".join(parts), flush=True)
+                    continue
                 runtime = load_exported(out)
                 parts = []
                 for b in (1, 5):

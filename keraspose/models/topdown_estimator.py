@@ -22,10 +22,8 @@ Two ways to call it:
   image pixels, batched across every person of every image.
 """
 
-import dataclasses
 import os
 
-import cv2
 import keras
 import numpy as np
 
@@ -34,117 +32,10 @@ from keraspose.losses import PoseAccuracy
 from keraspose.metainfo import DatasetMetainfo, load_metainfo
 from keraspose.presets import PresetMixin
 from keraspose.models.heads.base import concatenate_outputs
+from keraspose.results import PoseResult
 from keraspose.transforms.functional import crop_people, crop_to_image  # noqa: F401 -- crop_to_image: public here too
-
-
-@dataclasses.dataclass
-class PoseResult:
-    """The people found in one image. Arrays are numpy, image pixels.
-
-    keypoints: (N, K, 2) x, y; keypoint_scores: (N, K); bboxes: (N, 4) xyxy;
-    bbox_scores: (N,) detection scores when the boxes came from a detector
-    (``keraspose.PoseInferencer``), else None.
-    """
-
-    keypoints: np.ndarray
-    keypoint_scores: np.ndarray
-    bboxes: np.ndarray
-    image_path: str = None
-    bbox_scores: np.ndarray = None
-
-    def __len__(self):
-        return len(self.keypoints)
-
-    def to_dict(self):
-        return {
-            "image_path": self.image_path,
-            "instances": [
-                {
-                    "bbox": self.bboxes[i].tolist(),
-                    **({"bbox_score": float(self.bbox_scores[i])} if self.bbox_scores is not None else {}),
-                    "keypoints": self.keypoints[i].tolist(),
-                    "keypoint_scores": self.keypoint_scores[i].tolist(),
-                }
-                for i in range(len(self))
-            ],
-        }
-
-
-def load_image(image, name="image"):
-    """An RGB uint8 ``(H, W, 3)`` array from a path or an array, or a clear error."""
-    if isinstance(image, (str, os.PathLike)):
-        path = os.fspath(image)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{name}: image file not found: {path}")
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(
-                f"{name}: cannot decode {path} as an image (corrupt, empty, or not an image file). "
-                "Pass a JPEG/PNG/BMP file or an RGB uint8 array."
-            )
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(
-            f"{name}: expected an RGB image of shape (H, W, 3) or a file path, got an array of shape {array.shape}"
-        )
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name}: the image is empty (shape {array.shape})")
-    if array.dtype != np.uint8:
-        raise ValueError(
-            f"{name}: expected uint8 pixel values 0-255, got dtype {array.dtype}; "
-            "convert with np.clip(x, 0, 255).astype('uint8')"
-        )
-    return array
-
-
-def image_and_box_lists(images, bboxes, single, none_means="None"):
-    """``predict``'s ``images``/``bboxes`` arguments as two lists of equal length.
-
-    ``bboxes=None`` gives ``None`` for every image; a single image takes
-    ``bboxes`` as its own boxes. ``none_means`` words what ``None`` does in
-    the error about a count mismatch.
-    """
-    image_list = [images] if single else list(images)
-    if bboxes is None:
-        return image_list, [None] * len(image_list)
-    if single:
-        return image_list, [bboxes]
-    box_list = list(bboxes)
-    if len(box_list) != len(image_list):
-        raise ValueError(
-            f"bboxes: got boxes for {len(box_list)} images but {len(image_list)} images; "
-            f"pass one (N, 4) array (or {none_means}) per image"
-        )
-    return image_list, box_list
-
-
-def _check_bboxes(bboxes, image_shape, name):
-    h, w = image_shape[:2]
-    if bboxes is None:
-        return np.array([[0, 0, w, h]], dtype=np.float32)
-    boxes = np.asarray(bboxes, dtype=np.float32)
-    if boxes.size == 0:
-        return boxes.reshape(0, 4)
-    if boxes.ndim == 1 and boxes.shape[0] == 4:
-        boxes = boxes[None]
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{name}: expected boxes of shape (N, 4) as x1, y1, x2, y2; got shape {boxes.shape}")
-    if not np.isfinite(boxes).all():
-        raise ValueError(f"{name}: boxes contain NaN or infinite values")
-    for i, (x1, y1, x2, y2) in enumerate(boxes):
-        if x2 <= x1 or y2 <= y1:
-            raise ValueError(
-                f"{name}[{i}] = {[float(v) for v in (x1, y1, x2, y2)]} has zero or negative area; "
-                "boxes are x1, y1, x2, y2 (xyxy) with x2 > x1 and y2 > y1"
-            )
-        if x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
-            raise ValueError(
-                f"{name}[{i}] = {[float(v) for v in (x1, y1, x2, y2)]} lies outside the {w}x{h} image"
-            )
-    return boxes
+from keraspose.utils.images import check_bboxes as _check_bboxes
+from keraspose.utils.images import image_and_box_lists, load_image  # noqa: F401 -- public here too
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
@@ -542,6 +433,9 @@ class TopdownEstimator(keras.Model, PresetMixin):
 
     @classmethod
     def from_config(cls, config):
+        import keraspose
+
+        keraspose._import_all()  # the sub-layers' classes registered (keraspose loads its modules lazily)
         config = dict(config)
         for key in ("backbone", "neck", "head", "metainfo"):
             if isinstance(config.get(key), dict):

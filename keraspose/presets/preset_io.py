@@ -195,8 +195,16 @@ def _registered_name(cls_or_name):
     return keras.saving.get_registered_name(cls_or_name)
 
 
+def _register_keraspose_classes():
+    """Import every keraspose model module, so each class a config names is registered."""
+    import keraspose
+
+    keraspose._import_all()
+
+
 def _resolve_class(name):
     """The class registered under ``name`` (``package>Class``), or None."""
+    _register_keraspose_classes()
     obj = keras.saving.get_registered_object(name)
     if obj is None and ">" not in name:
         obj = getattr(keras.models, name, None) or getattr(keras.layers, name, None)
@@ -753,6 +761,7 @@ def load_preset(preset_dir, expected_class=None, load_weights=True, *, expected_
     if config_overrides:
         config = dict(config)
         config["config"] = {**config["config"], **config_overrides}
+    _register_keraspose_classes()
     try:
         model = keras.saving.deserialize_keras_object(config)
     except Exception as err:

@@ -16,20 +16,6 @@ from keraspose.transforms.functional import (
     warp_affine,
     warp_keypoints,
 )
-from keraspose.transforms.pipeline import (
-    Compose,
-    GenerateTarget,
-    GetBBoxCenterScale,
-    LoadImage,
-    PhotometricDistortion,
-    RandomBBoxTransform,
-    RandomFlip,
-    RandomHalfBody,
-    TopdownAffine,
-    Transform,
-    truncated_normal,
-)
-
 __all__ = [
     "bbox_cs2xyxy",
     "bbox_xywh2xyxy",
@@ -56,3 +42,19 @@ __all__ = [
     "Transform",
     "truncated_normal",
 ]
+
+# The pipeline transforms use Keras (serialisation); they load on first use
+# so that the geometry functions (keraspose.runtime's crops) stay keras-free.
+_PIPELINE = frozenset(__all__[__all__.index("Compose"):])
+
+
+def __getattr__(name):
+    if name in _PIPELINE:
+        from keraspose.transforms import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'keraspose.transforms' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

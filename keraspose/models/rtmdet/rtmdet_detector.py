@@ -32,10 +32,8 @@ Example:
 (4, dtype('float32'))
 """
 
-import dataclasses
 import os
 
-import cv2
 import keras
 import numpy as np
 
@@ -43,9 +41,10 @@ from keraspose import backend
 from keraspose.models.cspnext import CSPNeXtBackbone
 from keraspose.models.rtmdet.cspnext_pafpn import CSPNeXtPAFPN
 from keraspose.models.rtmdet.rtmdet_head import RTMDetSepBNHead
-from keraspose.models.topdown_estimator import load_image
-from keraspose.ops import nms
+from keraspose.ops.detection import decode_priors, level_sizes, postprocess_detections
 from keraspose.presets import PresetMixin
+from keraspose.results import DetectionResult
+from keraspose.utils.images import letterbox, load_image
 
 COCO_CLASSES = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -98,43 +97,6 @@ def rtmdet_config(size, num_classes=80, norm=True, data_format=None):
             exp_on_reg=exp_on_reg, use_depthwise=depthwise, **common,
         ),
     }
-
-
-@dataclasses.dataclass
-class DetectionResult:
-    """The objects found in one image (numpy, image pixels).
-
-    boxes: (N, 4) float32 x1, y1, x2, y2; scores: (N,) float32; labels: (N,)
-    int64 class indices, best score first.
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-    image_path: str = None
-    class_names: tuple = None
-
-    def __len__(self):
-        return len(self.boxes)
-
-    def to_dict(self):
-        names = self.class_names
-        return {
-            "image_path": self.image_path,
-            "instances": [
-                {
-                    "bbox": self.boxes[i].tolist(),
-                    "score": float(self.scores[i]),
-                    "label": int(self.labels[i]),
-                    **({"class_name": names[int(self.labels[i])]} if names else {}),
-                }
-                for i in range(len(self))
-            ],
-        }
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 @keras.saving.register_keras_serializable(package="keraspose")
@@ -292,23 +254,15 @@ class RTMDetector(keras.Model, PresetMixin):
 
     # -- preprocessing ----------------------------------------------------
     def resize_and_pad(self, image):
-        """One RGB uint8 image -> the padded network image (``channel_order``, uint8) and ``(w_scale, h_scale)``."""
-        h, w = image.shape[:2]
-        in_w, in_h = self.input_size
-        long_side, short_side = max(self.input_size), min(self.input_size)
-        scale = min(long_side / max(h, w), short_side / min(h, w))  # MMCV's imrescale
-        new_w, new_h = int(w * scale + 0.5), int(h * scale + 0.5)
-        if new_w > in_w or new_h > in_h:
-            # Only for a non-square input_size (MMDetection's Pad would fail):
-            # fit the image inside it instead.
-            scale = min(in_w / w, in_h / h)
-            new_w, new_h = min(int(w * scale + 0.5), in_w), min(int(h * scale + 0.5), in_h)
-        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        """One RGB uint8 image -> the padded network image (``channel_order``, uint8) and ``(w_scale, h_scale)``.
+
+        :func:`keraspose.utils.images.letterbox` (MMCV's ``imrescale`` rule,
+        bottom/right padding with ``pad_value``), then the channel order.
+        """
+        padded, factors = letterbox(image, self.input_size, self.pad_value)
         if self.channel_order == "bgr":
-            resized = resized[..., ::-1]
-        padded = np.full((in_h, in_w, 3), self.pad_value, np.uint8)
-        padded[:new_h, :new_w] = resized
-        return padded, (new_w / w, new_h / h)
+            padded = padded[..., ::-1]
+        return padded, factors
 
     def preprocess(self, images):
         """Images (paths or RGB uint8 arrays) -> normalised batch ``(B, H, W, 3)`` float32 and scale factors ``(B, 2)``.
@@ -340,58 +294,34 @@ class RTMDetector(keras.Model, PresetMixin):
                 f"postprocess: expected {len(self.strides)} levels of cls_scores and bbox_preds, "
                 f"got {len(cls_scores)} and {len(bbox_preds)}"
             )
-        batch = cls_scores[0].shape[0]
+        boxes, scores = decode_priors(cls_scores, bbox_preds, self.strides, self.input_size)
+        return self.postprocess_decoded(boxes, scores, scale_factors)
+
+    @property
+    def level_sizes(self):
+        """``[(h, w), ...]`` of the output levels, finest first."""
+        return level_sizes(self.input_size, self.strides)
+
+    def postprocess_decoded(self, boxes, scores, scale_factors=None):
+        """Decoded priors (``boxes (B, N, 4)``, ``scores (B, N, C)``, as an export outputs) -> :class:`DetectionResult` s.
+
+        :func:`keraspose.ops.detection.postprocess_detections` with this
+        detector's test config, per image.
+        """
+        boxes, scores = np.asarray(boxes, np.float32), np.asarray(scores, np.float32)
         if scale_factors is not None:
             scale_factors = np.asarray(scale_factors, np.float64).reshape(-1, 2)
-            if len(scale_factors) != batch:
-                raise ValueError(f"postprocess: {len(scale_factors)} scale factors for a batch of {batch}")
-        return [
-            self._postprocess_one(
-                [c[b] for c in cls_scores], [p[b] for p in bbox_preds],
-                None if scale_factors is None else scale_factors[b],
+            if len(scale_factors) != len(boxes):
+                raise ValueError(f"postprocess: {len(scale_factors)} scale factors for a batch of {len(boxes)}")
+        results = []
+        for b in range(len(boxes)):
+            found = postprocess_detections(
+                boxes[b], scores[b], self.level_sizes, score_threshold=self.score_threshold, nms_pre=self.nms_pre,
+                iou_threshold=self.iou_threshold, max_per_image=self.max_per_image, min_bbox_size=self.min_bbox_size,
+                scale_factor=None if scale_factors is None else scale_factors[b],
             )
-            for b in range(batch)
-        ]
-
-    def _postprocess_one(self, cls_scores, bbox_preds, scale_factor):
-        boxes, scores, labels = [], [], []
-        for cls_score, bbox_pred, stride in zip(cls_scores, bbox_preds, self.strides):
-            h, w, num_classes = cls_score.shape
-            flat = _sigmoid(cls_score.reshape(-1))
-            candidates = np.flatnonzero(flat > self.score_threshold)
-            # Best first; a stable order keeps ties in MMDetection's index order.
-            candidates = candidates[np.argsort(-flat[candidates], kind="stable")]
-            if self.nms_pre > 0:
-                candidates = candidates[: self.nms_pre]
-            prior, label = np.divmod(candidates, num_classes)
-            py, px = np.divmod(prior, w)
-            px, py = (px * stride).astype(np.float32), (py * stride).astype(np.float32)
-            dist = bbox_pred.reshape(-1, 4)[prior]
-            boxes.append(np.stack([px - dist[:, 0], py - dist[:, 1], px + dist[:, 2], py + dist[:, 3]], axis=1))
-            scores.append(flat[candidates])
-            labels.append(label)
-        boxes = np.concatenate(boxes).astype(np.float32)
-        scores = np.concatenate(scores).astype(np.float32)
-        labels = np.concatenate(labels).astype(np.int64)
-        in_w, in_h = self.input_size
-        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, in_w)
-        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, in_h)
-        if scale_factor is not None:
-            inverse = np.asarray([1 / scale_factor[0], 1 / scale_factor[1]] * 2, np.float32)
-            boxes = boxes * inverse
-        if self.min_bbox_size >= 0:
-            keep = ((boxes[:, 2] - boxes[:, 0]) > self.min_bbox_size) & ((boxes[:, 3] - boxes[:, 1]) > self.min_bbox_size)
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        if len(boxes):
-            kept = np.concatenate(
-                [np.flatnonzero(labels == c)[nms(boxes[labels == c], scores[labels == c], self.iou_threshold)]
-                 for c in np.unique(labels)]
-            )
-            kept = kept[np.argsort(-scores[kept], kind="stable")][: self.max_per_image]
-            boxes, scores, labels = boxes[kept], scores[kept], labels[kept]
-        return DetectionResult(
-            boxes=boxes.reshape(-1, 4), scores=scores, labels=labels, class_names=self.class_names
-        )
+            results.append(DetectionResult(*found, class_names=self.class_names))
+        return results
 
     # -- inference --------------------------------------------------------
     def predict_raw(self, inputs):
@@ -420,6 +350,44 @@ class RTMDetector(keras.Model, PresetMixin):
             result.image_path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
         return results[0] if single else results
 
+    # -- deployment -------------------------------------------------------
+    def export(self, path, format="onnx", batch_size=None, overwrite=False, verbose=False):
+        """Export for deployment: a directory with the model file and ``keraspose_export.json``.
+
+        The exported graph takes uint8 RGB images ``(B, H, W, 3)`` of the
+        input size, already letterboxed
+        (:func:`keraspose.utils.images.letterbox`: resized with MMCV's
+        ``imrescale`` rule and padded with ``pad_value``; any batch size unless
+        ``batch_size`` fixes it). Inside: the channel order, mean/std, the
+        network and the decoding of every prior. Out: ``boxes`` ``(B, N, 4)``
+        (input pixels, clipped) and ``scores`` ``(B, N, num_classes)``
+        (sigmoid) over the ``N`` priors of all levels. The score threshold,
+        ``nms_pre``, NMS per class, ``max_per_image`` and the scale back to
+        the image stay outside, in numpy
+        (:func:`keraspose.ops.detection.postprocess_detections`;
+        ``keraspose.runtime.ExportedDetector`` runs them): NMS has no graph
+        form that every one of these exporters writes and runtimes run alike.
+
+        Args:
+            path: the output directory (must not exist or be empty unless
+                ``overwrite``); it appears complete or not at all.
+            format: ``"onnx"``, ``"tf_saved_model"``, ``"litert"`` or
+                ``"openvino"``; each from some backends only (a clear error
+                names the one to use; README "Export").
+            batch_size: ``None`` for a dynamic batch, or a fixed one.
+
+        Returns:
+            the path of the model file inside ``path``.
+
+        Example:
+        >>> detector = RTMDetector.from_preset("rtmdet_nano_person")  # doctest: +SKIP
+        >>> detector.export("rtmdet_onnx", format="onnx")  # doctest: +SKIP
+        '.../rtmdet_onnx/model.onnx'
+        """
+        from keraspose.export import export_detector
+
+        return export_detector(self, path, format=format, batch_size=batch_size, overwrite=overwrite, verbose=verbose)
+
     # -- serialization ----------------------------------------------------
     def get_config(self):
         return {
@@ -442,6 +410,9 @@ class RTMDetector(keras.Model, PresetMixin):
 
     @classmethod
     def from_config(cls, config):
+        import keraspose
+
+        keraspose._import_all()  # the sub-layers' classes registered (keraspose loads its modules lazily)
         config = dict(config)
         for key in ("backbone", "neck", "head"):
             if isinstance(config.get(key), dict):
