@@ -32,8 +32,8 @@ from keraspose import backend
 from keraspose.transforms.functional import crop_to_image
 from keraspose.utils.atomic import atomic_directory, atomic_write
 
-__all__ = ["EXPORT_FORMATS", "EXPORT_PRECISIONS", "METADATA_FILE", "PoseExportModel", "calibration_crops", "crop_to_image",
-           "export_estimator", "export_metadata", "quantize_onnx_export"]
+__all__ = ["EXPORT_FORMATS", "EXPORT_PRECISIONS", "METADATA_FILE", "PoseExportModel", "calibration_crops",
+           "crop_to_image", "export_estimator", "export_metadata", "quantize_onnx_export"]
 
 #: the model file (or directory) each format writes inside the export directory.
 EXPORT_FORMATS = {

@@ -23,7 +23,8 @@ import pytest
 import keraspose
 from keraspose import TopdownEstimator
 from keraspose.codecs import MSRAHeatmap, SimCCLabel, UDPHeatmap
-from keraspose.export import EXPORT_FORMATS, METADATA_FILE, SUPPORTED_BACKENDS, check_format_and_backend, check_precision
+from keraspose.export import (EXPORT_FORMATS, METADATA_FILE, SUPPORTED_BACKENDS, check_format_and_backend,
+                              check_precision)
 from keraspose.models.topdown_estimator import crop_to_image
 from keraspose.runtime import load_exported
 from keraspose.transforms import flip_heatmaps
