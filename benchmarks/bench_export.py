@@ -21,8 +21,9 @@ of ``--batches`` after one warm-up pass. Threads: ``--threads`` sets
 torch/TensorFlow intra-op threads, onnxruntime's and LiteRT's ``num_threads``
 and OMP/MKL/OpenBLAS; JAX (XLA's pool is sized at start) gets
 ``--xla_cpu_multi_thread_eigen=false`` at one thread and the machine's cores
-otherwise. The exported keypoints are checked against keraspose's (max
-image-pixel difference, printed). Ratios: export people/s / keraspose
+otherwise. The keypoints of every engine are compared with keraspose's on
+the first backend (image pixels, keypoints it scores > 0.3: max and mean
+distance). Ratios: export people/s / keraspose
 people/s on each backend (above 1: the export is faster). Needs the export
 extras (onnx, onnxruntime, tf2onnx, ai-edge-litert) on the path.
 """
@@ -115,6 +116,7 @@ def worker_keras(args):
             crops, batch, args.repeats)
         result["times"][str(batch)] = seconds
     result["keypoints"] = np.concatenate([kp for kp, _ in outputs]).tolist()
+    result["scores"] = np.concatenate([sc for _, sc in outputs]).tolist()
     # The exports, after the timing (so the conversions do not warm anything up).
     if args.export_dir:
         if keras.config.backend() == "torch":
@@ -150,6 +152,7 @@ def worker_runtime(args):
         seconds, outputs = _time_passes(run, crops, batch, args.repeats)
         result["times"][str(batch)] = seconds
     result["keypoints"] = np.concatenate([kp for kp, _ in outputs]).tolist()
+    result["scores"] = np.concatenate([sc for _, sc in outputs]).tolist()
     print(json.dumps(result))
 
 
@@ -235,7 +238,7 @@ def main():
         print(f"# load average at end {os.getloadavg()}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({p: [{k: v for k, v in r.items() if k != "keypoints"} for r in rs]
+            json.dump({p: [{k: v for k, v in r.items() if k not in ("keypoints", "scores")} for r in rs]
                        for p, rs in all_results.items()}, f, indent=2)
 
 
@@ -243,19 +246,25 @@ def _print_table(preset, results, args):
     n = args.crops
     keras_rows = [r for r in results if r["engine"].startswith("keraspose")]
     reference = np.asarray(keras_rows[0]["keypoints"]) if keras_rows else None
+    confident = np.asarray(keras_rows[0]["scores"]) > 0.3 if keras_rows else None
     print(f"\n## {preset}: people per second ({n} crops)")
-    head = "| engine | file | max kp diff vs " + (keras_rows[0]["engine"] if keras_rows else "-") + " (px) | "
+    head = ("| engine | file | keypoints vs " + (keras_rows[0]["engine"] if keras_rows else "-")
+            + ", score > 0.3: max / mean diff (image px) | ")
     head += " | ".join(f"batch {b}" for b in args.batches)
     head += " | " + " | ".join(f"b{b} / {r['engine'].split()[1]}" for b in args.batches for r in keras_rows) + " |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in results:
         rate = {b: n / r["times"][str(b)] for b in args.batches}
-        diff = np.abs(np.asarray(r["keypoints"]) - reference).max() if reference is not None else float("nan")
+        if reference is not None:
+            diff = np.linalg.norm(np.asarray(r["keypoints"]) - reference, axis=-1)[confident]
+            diff = f"{diff.max():.3g} / {diff.mean():.3g}"
+        else:
+            diff = "-"
         size = f"{r['file_bytes'] / 1e6:.2f} MB" if "file_bytes" in r else ""
         cells = [f"{rate[b]:.1f}" for b in args.batches]
         ratios = [f"{rate[b] / (n / k['times'][str(b)]):.2f}" for b in args.batches for k in keras_rows]
-        print(f"| {r['engine']} | {size} | {diff:.3g} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+        print(f"| {r['engine']} | {size} | {diff} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
 
 
 if __name__ == "__main__":
