@@ -21,7 +21,8 @@ of ``--batches`` after one warm-up pass. Threads: ``--threads`` sets
 torch/TensorFlow intra-op threads, onnxruntime's and LiteRT's ``num_threads``
 and OMP/MKL/OpenBLAS; JAX (XLA's pool is sized at start) gets
 ``--xla_cpu_multi_thread_eigen=false`` at one thread and the machine's cores
-otherwise. The keypoints of every engine are compared with keraspose's on
+otherwise; the table shows the CPU seconds each process used per wall
+second (about the threads it really ran). The keypoints of every engine are compared with keraspose's on
 the first backend (image pixels, keypoints it scores > 0.3: max and mean
 distance). Ratios: export people/s / keraspose
 people/s on each backend (above 1: the export is faster). Needs the export
@@ -62,18 +63,21 @@ def _thread_env(threads, backend=None):
 
 
 def _time_passes(run_batch, crops, batch, repeats):
-    """Median seconds of one pass over all crops in batches of ``batch`` (after one warm-up pass)."""
+    """Median seconds of one pass over all crops in batches of ``batch`` (after one warm-up pass),
+    the passes' outputs and the process's CPU seconds per wall second over the timed passes
+    (about the threads it really used)."""
 
     def one_pass():
         return [run_batch(slice(i, i + batch)) for i in range(0, len(crops), batch)]
 
     outputs = one_pass()
     times = []
+    cpu0 = time.process_time()
     for _ in range(repeats):
         t0 = time.perf_counter()
         one_pass()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times)), outputs
+    return float(np.median(times)), outputs, (time.process_time() - cpu0) / sum(times)
 
 
 # -- workers (one process each) ---------------------------------------------------
@@ -109,12 +113,13 @@ def worker_keras(args):
     data = np.load(args.crops_file)
     crops, centers, scales = data["crops"], data["centers"], data["scales"]
     model = keraspose.TopdownEstimator.from_preset(args.preset, flip_test=False)
-    result = {"engine": f"keraspose {keras.config.backend()}", "times": {}}
+    result = {"engine": f"keraspose {keras.config.backend()}", "times": {}, "cpu_per_wall": {}}
     for batch in args.batches:
-        seconds, outputs = _time_passes(
+        seconds, outputs, cpu = _time_passes(
             lambda s: model.predict_crops(crops[s], centers[s], scales[s], batch_size=batch, flip_test=False),
             crops, batch, args.repeats)
         result["times"][str(batch)] = seconds
+        result["cpu_per_wall"][str(batch)] = cpu
     result["keypoints"] = np.concatenate([kp for kp, _ in outputs]).tolist()
     result["scores"] = np.concatenate([sc for _, sc in outputs]).tolist()
     # The exports, after the timing (so the conversions do not warm anything up).
@@ -147,10 +152,11 @@ def worker_runtime(args):
         return keypoints, out["scores"]
 
     result = {"engine": f"{meta['format']} {meta.get('precision', 'float32')}", "times": {},
-              "file_bytes": os.path.getsize(os.path.join(args.export, meta["model_file"]))}
+              "file_bytes": os.path.getsize(os.path.join(args.export, meta["model_file"])), "cpu_per_wall": {}}
     for batch in args.batches:
-        seconds, outputs = _time_passes(run, crops, batch, args.repeats)
+        seconds, outputs, cpu = _time_passes(run, crops, batch, args.repeats)
         result["times"][str(batch)] = seconds
+        result["cpu_per_wall"][str(batch)] = cpu
     result["keypoints"] = np.concatenate([kp for kp, _ in outputs]).tolist()
     result["scores"] = np.concatenate([sc for _, sc in outputs]).tolist()
     print(json.dumps(result))
@@ -250,7 +256,7 @@ def _print_table(preset, results, args):
     print(f"\n## {preset}: people per second ({n} crops)")
     head = ("| engine | file | keypoints vs " + (keras_rows[0]["engine"] if keras_rows else "-")
             + ", score > 0.3: max / mean diff (image px) | ")
-    head += " | ".join(f"batch {b}" for b in args.batches)
+    head += " | ".join(f"batch {b}" for b in args.batches) + " | CPU s per wall s"
     head += " | " + " | ".join(f"b{b} / {r['engine'].split()[1]}" for b in args.batches for r in keras_rows) + " |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
@@ -263,6 +269,7 @@ def _print_table(preset, results, args):
             diff = "-"
         size = f"{r['file_bytes'] / 1e6:.2f} MB" if "file_bytes" in r else ""
         cells = [f"{rate[b]:.1f}" for b in args.batches]
+        cells.append(" / ".join(f"{r['cpu_per_wall'][str(b)]:.2f}" for b in args.batches))
         ratios = [f"{rate[b] / (n / k['times'][str(b)]):.2f}" for b in args.batches for k in keras_rows]
         print(f"| {r['engine']} | {size} | {diff} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
 

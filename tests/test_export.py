@@ -207,6 +207,7 @@ def test_export_metadata_travels_with_the_file(tinypose, tinypose_export):
     assert meta["decoding"]["codec"] == "MSRAHeatmap" and meta["decoding"]["flip_test"] is False
     assert [o["name"] for o in meta["outputs"]] == ["keypoints", "scores"]
     assert meta["crop"]["bbox_padding"] == 1.25
+    assert meta["precision"] == "float32" and meta["quantization"] is None
 
 
 @pytest.fixture(scope="module")
