@@ -118,6 +118,27 @@ def _litert_converter_settings(precision):
     return settings
 
 
+def _drop_litert_tensor_names(path):
+    """Drop the names of a LiteRT file's inner tensors (the input/output tensors and the signature keep theirs).
+
+    TensorFlow's converter names each tensor after every op fused into it
+    (``pose_export_model_1/Relu_114;.../add_262;.../Conv2D_133;...``): 0.1 MB
+    for TinyPose, which put the float32 file at 1.06x its weights; without
+    them 1.04x, the same outputs and signature runner.
+    """
+    try:
+        from tensorflow.lite.tools import flatbuffer_utils
+    except ImportError:  # an older TensorFlow: the names stay
+        return
+    model = flatbuffer_utils.read_model(path)
+    for subgraph in model.subgraphs:
+        keep = {int(i) for i in subgraph.inputs} | {int(i) for i in subgraph.outputs}
+        for index, tensor in enumerate(subgraph.tensors):
+            if index not in keep:
+                tensor.name = None
+    flatbuffer_utils.write_model(model, path)
+
+
 def check_format_and_backend(format, backend_name=None):
     """A clear error for an unknown format or one the current backend cannot write correctly."""
     backend_name = backend_name or keras.config.backend()
@@ -312,6 +333,7 @@ def export_estimator(estimator, path, format="onnx", include_preprocessing=True,
             elif format == "litert":
                 graph.export(target, format=format, input_signature=[spec], verbose=verbose,
                              **_litert_converter_settings(precision))
+                _drop_litert_tensor_names(target)
             elif format == "onnx" and precision != "float32":
                 float32 = os.path.join(tmp, "float32." + model_file)
                 graph.export(float32, format=format, input_signature=[spec], verbose=verbose)
