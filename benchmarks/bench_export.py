@@ -19,13 +19,15 @@ same thread count:
 Each timing is the median of ``--repeats`` passes over all crops in batches
 of ``--batches`` after one warm-up pass. Threads: ``--threads`` sets
 torch/TensorFlow intra-op threads, onnxruntime's and LiteRT's ``num_threads``
-and OMP/MKL/OpenBLAS; JAX (XLA's pool is sized at start) gets
-``--xla_cpu_multi_thread_eigen=false`` at one thread and the machine's cores
-otherwise; the table shows the CPU seconds each process used per wall
-second (about the threads it really ran). The keypoints of every engine are compared with keraspose's on
-the first backend (image pixels, keypoints it scores > 0.3: max and mean
-distance). Ratios: export people/s / keraspose
-people/s on each backend (above 1: the export is faster). Needs the export
+and OMP/MKL/OpenBLAS; JAX gets ``--xla_cpu_multi_thread_eigen=false`` at one
+thread; and every engine's process is pinned to ``--threads`` cores
+(``--no-pin`` turns that off: unpinned, JAX used 1.45 CPU s per wall s at one
+thread in one run, a second thread beside the computation). The table shows
+the CPU seconds each process used per wall second (about the cores it really
+ran on). The keypoints of every engine are compared with keraspose's on the
+first backend (image pixels, keypoints it scores > 0.3: max and mean
+distance). Ratios: export people/s / keraspose people/s on each backend
+(above 1: the export is faster). Needs the export
 extras (onnx, onnxruntime, tf2onnx, ai-edge-litert) on the path.
 """
 
@@ -168,6 +170,8 @@ def worker_runtime(args):
 def _spawn(role, args, extra, backend=None):
     cmd = [sys.executable, __file__, "--worker", role, "--preset", args.preset_now, "--threads", str(args.threads),
            "--batches", ",".join(map(str, args.batches)), "--repeats", str(args.repeats), *extra]
+    if not getattr(args, "no_pin", False):
+        cmd.append("--pin")
     out = subprocess.run(cmd, capture_output=True, text=True, env=_thread_env(args.threads, backend))
     if out.returncode != 0:
         sys.exit(f"{role} worker ({backend or 'runtime'}) failed:\n{out.stderr[-4000:]}")
@@ -197,6 +201,9 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin each engine's process to --threads cores (JAX's asynchronous dispatch "
+                             "otherwise overlaps Python with the computation on a second core)")
     # internal: one engine in this process
     parser.add_argument("--worker", choices=["crops", "keras", "runtime"], help=argparse.SUPPRESS)
     parser.add_argument("--preset", help=argparse.SUPPRESS)
@@ -204,8 +211,12 @@ def main():
     parser.add_argument("--export-dir", help=argparse.SUPPRESS)
     parser.add_argument("--export", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--pin", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.batches = [int(b) for b in str(args.batches).split(",")]
+    if args.worker and args.pin and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, cores[: args.threads])
     if args.worker:
         return {"crops": worker_crops, "keras": worker_keras, "runtime": worker_runtime}[args.worker](args)
 
@@ -216,7 +227,8 @@ def main():
     except OSError:
         load = None
     print(f"# exported TinyPose vs keraspose predict_crops: {args.crops} coco_mini crops, batches {args.batches}, "
-          f"{args.threads} thread(s) everywhere, median of {args.repeats} passes after 1 warm-up")
+          f"{args.threads} thread(s) everywhere{'' if args.no_pin else f', each process pinned to {args.threads} core(s)'}, "
+          f"median of {args.repeats} passes after 1 warm-up")
     print(f"# machine: {machine_description()}; load average at start {load}")
     print(f"# versions: {_versions()}")
     all_results = {}

@@ -428,12 +428,12 @@ def test_float16_onnx_stays_close_to_the_reference(tinypose, tinypose_crops, tin
 # 5): float16 max 1.0 heatmap px (an argmax moved to the neighbouring pixel),
 # mean 0.051; scores max 0.197, mean 0.012. int8 (dynamic range) max 0.5 px,
 # mean 0.024; scores max 0.022, mean 0.0054. File / float32 weights: float16
-# 0.577x, int8 0.383x (tensors under 1024 values stay float32, and the
-# flatbuffer's graph is ~0.3 MB).
+# 0.546x, int8 0.360x (tensors under 1024 values stay float32: 0.29 MB; the
+# graph and the per-channel scales: 0.35 MB).
 _LITERT_TOLERANCE = {
     # precision: (max, mean heatmap px; max, mean score; file / float32 weights)
-    "float16": (1.5, 0.1, 0.3, 0.02, 0.62),
-    "int8": (1.0, 0.05, 0.05, 0.015, 0.42),
+    "float16": (1.5, 0.1, 0.3, 0.02, 0.6),
+    "int8": (1.0, 0.05, 0.05, 0.015, 0.4),
 }
 
 
