@@ -19,6 +19,10 @@ holds each weight once. Keras 3's own exporters write the files.
 
 Which backend can write which format: :data:`SUPPORTED_BACKENDS` (measured;
 README "Export"); other pairs raise an error naming the backend to use.
+``precision="float16"|"int8"`` (:data:`EXPORT_PRECISIONS`): LiteRT through
+TensorFlow's TFLiteConverter (float16 weights; int8 dynamic range), ONNX
+through :func:`quantize_onnx_export`; the accuracy each costs is in README
+"Export".
 """
 
 import json
