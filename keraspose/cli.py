@@ -617,17 +617,40 @@ def _load_pose_or_detector(preset):
 
 
 def cmd_export(args):
-    from keraspose.export import check_format_and_backend
+    from keraspose.export import EXPORT_PRECISIONS, calibration_crops, check_format_and_backend
     from keraspose.models.rtmdet import RTMDetector
 
-    # The format/backend check first: no model is loaded for a refused pair.
+    # The format/backend/precision checks first: no model is loaded for a refused pair.
     check_format_and_backend(args.format)
+    if args.precision not in EXPORT_PRECISIONS[args.format]:
+        can = [f for f, p in EXPORT_PRECISIONS.items() if args.precision in p]
+        raise CLIError(f"--precision {args.precision} is not available for --format {args.format} (only float32); "
+                       f"formats that can: {', '.join(can)}")
+    static_int8 = args.format == "onnx" and args.precision == "int8"
+    if static_int8 and not (args.calibration_ann_file and args.calibration_image_root):
+        raise CLIError("--precision int8 for ONNX is calibrated on people of a COCO-format dataset: pass "
+                       "--calibration-ann-file JSON --calibration-image-root DIR (LiteRT int8 needs none)")
+    if not static_int8 and (args.calibration_ann_file or args.calibration_image_root):
+        raise CLIError("--calibration-ann-file/--calibration-image-root are for --format onnx --precision int8 only")
+    if static_int8:
+        if not os.path.isfile(args.calibration_ann_file):
+            raise CLIError(f"--calibration-ann-file {args.calibration_ann_file}: no such file")
+        if not os.path.isdir(args.calibration_image_root):
+            raise CLIError(f"--calibration-image-root {args.calibration_image_root}: no such folder")
     model = _load_pose_or_detector(args.preset)
+    calibration = None
+    if static_int8 and not isinstance(model, RTMDetector):
+        from keraspose.datasets import CocoStyleDataset
+
+        dataset = CocoStyleDataset(args.calibration_ann_file, args.calibration_image_root, metainfo=model.metainfo,
+                                   test_mode=True)
+        calibration = calibration_crops(model, dataset, count=args.calibration_count)
     try:
         if isinstance(model, RTMDetector):
             pose_only = [flag for flag, on in (("--no-preprocessing", args.no_preprocessing),
                                                ("--no-decoding", args.no_decoding),
-                                               ("--flip-test", args.flip_test)) if on]
+                                               ("--flip-test", args.flip_test),
+                                               (f"--precision {args.precision}", args.precision != "float32")) if on]
             if pose_only:
                 raise CLIError(f"{', '.join(pose_only)}: pose-model options; {args.preset!r} is a detector preset")
             path = model.export(args.out, format=args.format, batch_size=args.batch_size, overwrite=args.overwrite)
@@ -635,7 +658,7 @@ def cmd_export(args):
             path = model.export(
                 args.out, format=args.format, include_preprocessing=not args.no_preprocessing,
                 include_decoding=not args.no_decoding, flip_test=args.flip_test, batch_size=args.batch_size,
-                overwrite=args.overwrite,
+                overwrite=args.overwrite, precision=args.precision, calibration=calibration,
             )
     except NotImplementedError as err:  # a decoding or merge without a graph form
         raise CLIError(f"cannot export {args.preset!r}: {err}") from err
@@ -997,7 +1020,9 @@ def build_parser():
                        epilog="examples:\n  keraspose export tinypose_coco_256x192 --format onnx --out tinypose_onnx\n"
                               "  keraspose export rtmdet_nano_person --format onnx --out rtmdet_onnx\n"
                               "  KERAS_BACKEND=tensorflow keraspose export tinypose_coco_128x96 --format litert "
-                              "--out tinypose_litert\n")
+                              "--out tinypose_litert\n"
+                              "  KERAS_BACKEND=tensorflow keraspose export tinypose_coco_128x96 --format litert "
+                              "--precision int8 --out tinypose_litert_int8\n")
     p.add_argument("preset", metavar="PRESET", help=_PRESET_HELP)
     p.add_argument("--format", required=True, choices=["onnx", "tf_saved_model", "litert", "openvino"],
                    help="export format (each needs a given backend; see README 'Export')")
@@ -1006,6 +1031,14 @@ def build_parser():
     p.add_argument("--no-decoding", action="store_true", help="output the head's raw outputs (heatmaps / SimCC)")
     p.add_argument("--flip-test", action="store_true", help="include the test-time flip (two network passes)")
     p.add_argument("--batch-size", type=int, default=None, help="fixed batch size (default: dynamic)")
+    p.add_argument("--precision", choices=["float32", "float16", "int8"], default="float32",
+                   help="litert and onnx: float16 (half the size) or int8 (LiteRT: dynamic range; ONNX: static, "
+                        "needs --calibration-*); accuracy cost in README 'Export' (default: float32)")
+    p.add_argument("--calibration-ann-file", metavar="JSON",
+                   help="ONNX int8: COCO keypoint annotations whose people calibrate the quantisation")
+    p.add_argument("--calibration-image-root", metavar="DIR", help="ONNX int8: folder of those annotations' images")
+    p.add_argument("--calibration-count", type=int, default=64, metavar="N",
+                   help="ONNX int8: people to calibrate on (default: 64)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_export)
 

@@ -24,6 +24,10 @@ holds each weight once. Keras 3's own exporters write the files.
 
 Which backend can write which format: :data:`SUPPORTED_BACKENDS` (measured;
 README "Export"); other pairs raise an error naming the backend to use.
+``precision="float16"|"int8"`` (:data:`EXPORT_PRECISIONS`): LiteRT through
+TensorFlow's TFLiteConverter (float16 weights; int8 dynamic range), ONNX
+through :func:`quantize_onnx_export`; the accuracy each costs is in README
+"Export".
 """
 
 import json
@@ -37,9 +41,9 @@ from keraspose import backend
 from keraspose.transforms.functional import crop_to_image
 from keraspose.utils.atomic import atomic_directory, atomic_write
 
-__all__ = ["DetectorExportModel", "EXPORT_FORMATS", "METADATA_FILE", "PoseExportModel", "calibration_crops",
-           "crop_to_image", "detector_metadata", "export_detector", "export_estimator", "export_metadata",
-           "quantize_onnx_export"]
+__all__ = ["DetectorExportModel", "EXPORT_FORMATS", "EXPORT_PRECISIONS", "METADATA_FILE", "PoseExportModel",
+           "calibration_crops", "crop_to_image", "detector_metadata", "export_detector", "export_estimator",
+           "export_metadata", "quantize_onnx_export"]
 
 #: the model file (or directory) each format writes inside the export directory.
 EXPORT_FORMATS = {
@@ -68,10 +72,81 @@ _REFUSED_BECAUSE = {
     ("openvino", "jax"): "OpenVINO cannot convert the JAX graph (OpConversionFailure)",
 }
 
+#: the precisions each format can be written in (``precision=`` of the export).
+#: ``litert``: TensorFlow's TFLiteConverter, float16 weights (computed in
+#: float32 on CPU) or int8 dynamic-range (int8 weights, activations quantised
+#: on the fly); ``onnx``: :func:`quantize_onnx_export` of the float32 export
+#: (float16 graph, or int8 static QDQ calibrated on ``calibration`` crops).
+EXPORT_PRECISIONS = {
+    "onnx": ("float32", "float16", "int8"),
+    "tf_saved_model": ("float32",),
+    "litert": ("float32", "float16", "int8"),
+    "openvino": ("float32",),
+}
+
+#: what each precision means in the file, written to the metadata as ``quantization``.
+_QUANTIZATION = {
+    ("litert", "float16"): "TFLiteConverter float16: weights stored in float16, dequantised to float32 to run on CPU",
+    ("litert", "int8"): "TFLiteConverter dynamic range: int8 weights (tensors of >= 1024 values), activations "
+                        "quantised on the fly; uint8 input and float32 outputs kept",
+    ("onnx", "float16"): "onnxruntime convert_float_to_float16, uint8 input and float32 outputs kept",
+    ("onnx", "int8"): "onnxruntime static QDQ: int8 per-channel weights, uint8 activations, convs/matmuls only",
+}
+
 METADATA_FILE = "keraspose_export.json"
 # tools/export_parity.py --try-all turns the check off to measure the pairs it refuses.
 _CHECK_BACKENDS = True
 METADATA_VERSION = 1
+
+
+def check_precision(format, precision="float32", calibration=None):
+    """A clear error for a precision the format cannot be written in, or a missing/useless calibration set."""
+    allowed = EXPORT_PRECISIONS.get(format, ("float32",))
+    if precision not in ("float32", "float16", "int8"):
+        raise ValueError(f"precision: 'float32', 'float16' or 'int8', got {precision!r}")
+    if precision not in allowed:
+        can = [f for f, p in EXPORT_PRECISIONS.items() if precision in p]
+        raise ValueError(f"precision={precision!r} is not available for format={format!r} (only float32); "
+                         f"formats that can: {', '.join(can)}")
+    if format == "onnx" and precision == "int8" and calibration is None:
+        raise ValueError("precision='int8' for ONNX is static quantisation: pass calibration=uint8 crops "
+                         "(keraspose.export.calibration_crops(model, dataset)); LiteRT int8 needs none")
+    if calibration is not None and not (format == "onnx" and precision == "int8"):
+        raise ValueError(f"calibration: only ONNX int8 (static) uses calibration crops, not format={format!r} "
+                         f"precision={precision!r} (LiteRT int8 is dynamic range); drop calibration")
+
+
+def _litert_converter_settings(precision):
+    """Keras' LiteRT exporter passes these to TensorFlow's TFLiteConverter."""
+    if precision == "float32":
+        return {}
+    import tensorflow as tf
+
+    settings = {"optimizations": [tf.lite.Optimize.DEFAULT]}  # no representative dataset: dynamic range
+    if precision == "float16":
+        settings["target_spec"] = {"supported_types": [tf.float16]}
+    return settings
+
+
+def _drop_litert_tensor_names(path):
+    """Drop the names of a LiteRT file's inner tensors (the input/output tensors and the signature keep theirs).
+
+    TensorFlow's converter names each tensor after every op fused into it
+    (``pose_export_model_1/Relu_114;.../add_262;.../Conv2D_133;...``): 0.1 MB
+    for TinyPose, which put the float32 file at 1.06x its weights; without
+    them 1.04x, the same outputs and signature runner.
+    """
+    try:
+        from tensorflow.lite.tools import flatbuffer_utils
+    except ImportError:  # an older TensorFlow: the names stay
+        return
+    model = flatbuffer_utils.read_model(path)
+    for subgraph in model.subgraphs:
+        keep = {int(i) for i in subgraph.inputs} | {int(i) for i in subgraph.outputs}
+        for index, tensor in enumerate(subgraph.tensors):
+            if index not in keep:
+                tensor.name = None
+    flatbuffer_utils.write_model(model, path)
 
 
 def check_format_and_backend(format, backend_name=None):
@@ -240,7 +315,8 @@ def _raw_layout(name):
 
 
 def export_estimator(estimator, path, format="onnx", include_preprocessing=True, include_decoding=True,
-                     flip_test=False, batch_size=None, overwrite=False, verbose=False):
+                     flip_test=False, batch_size=None, overwrite=False, verbose=False, precision="float32",
+                     calibration=None):
     """Write ``path/<model file>`` and ``path/keraspose_export.json``; see
     :meth:`keraspose.TopdownEstimator.export`. Returns the model file's path.
 
@@ -248,6 +324,7 @@ def export_estimator(estimator, path, format="onnx", include_preprocessing=True,
     name, then renamed).
     """
     check_format_and_backend(format)
+    check_precision(format, precision, calibration)
     _check_batch_size(batch_size)
     if not estimator.built:
         estimator.build()
@@ -262,6 +339,7 @@ def export_estimator(estimator, path, format="onnx", include_preprocessing=True,
             graph, path, format, spec, overwrite, verbose,
             lambda model_file: export_metadata(estimator, format, model_file, include_preprocessing, include_decoding,
                                                flip_test, batch_size, graph.output_names()),
+            precision=precision, calibration=calibration,
         )
 
 
@@ -421,19 +499,33 @@ def _check_batch_size(batch_size):
         raise ValueError(f"batch_size: expected None (dynamic) or a positive int, got {batch_size!r}")
 
 
-def _write_export(graph, path, format, spec, overwrite, verbose, metadata):
-    """The export directory, atomically: the model file and ``metadata(model_file)`` as the json."""
+def _write_export(graph, path, format, spec, overwrite, verbose, metadata, precision="float32", calibration=None):
+    """The export directory, atomically: the model file (at ``precision``) and ``metadata(model_file)`` as the json."""
     model_file = EXPORT_FORMATS[format]
     with atomic_directory(path, overwrite=overwrite) as tmp:
         target = os.path.join(tmp, model_file)
         if format == "tf_saved_model":
             _write_saved_model(graph, target, spec)
+        elif format == "litert":
+            graph.export(target, format=format, input_signature=[spec], verbose=verbose,
+                         **_litert_converter_settings(precision))
+            _drop_litert_tensor_names(target)
+        elif format == "onnx" and precision != "float32":
+            float32 = os.path.join(tmp, "float32." + model_file)
+            graph.export(float32, format=format, input_signature=[spec], verbose=verbose)
+            _name_onnx_io(float32, graph.output_names())
+            if precision == "int8":
+                calibration = _check_calibration(calibration, spec)
+            _quantize_onnx_file(float32, target, precision, calibration, spec.dtype)
+            os.remove(float32)
         else:
             graph.export(target, format=format, input_signature=[spec], verbose=verbose)
-        if format == "onnx":
+        if format == "onnx" and precision == "float32":
             _name_onnx_io(target, graph.output_names())
+        meta = metadata(model_file)
+        _set_precision(meta, precision)
         with atomic_write(os.path.join(tmp, METADATA_FILE)) as f:
-            json.dump(metadata(model_file), f, indent=2)
+            json.dump(meta, f, indent=2)
     return os.path.join(os.path.abspath(path), model_file)
 
 
@@ -512,12 +604,12 @@ def quantize_onnx_export(source, path, precision="float16", calibration=None, ov
     >>> quantize_onnx_export("tinypose_onnx", "tinypose_onnx_fp16", "float16")  # doctest: +SKIP
     '.../tinypose_onnx_fp16/model.onnx'
     """
-    import onnx
-
     with open(os.path.join(source, METADATA_FILE)) as f:
         meta = json.load(f)
     if meta.get("format") != "onnx":
         raise ValueError(f"{source}: quantize_onnx_export takes an ONNX export, this one is {meta.get('format')!r}")
+    if meta.get("precision", "float32") != "float32":
+        raise ValueError(f"{source}: already {meta['precision']}; quantize a float32 export")
     if precision not in ("float16", "int8"):
         raise ValueError(f"precision: 'float16' or 'int8', got {precision!r}")
     if precision == "int8":
@@ -531,32 +623,52 @@ def quantize_onnx_export(source, path, precision="float16", calibration=None, ov
     source_file = os.path.join(source, meta["model_file"])
     with atomic_directory(path, overwrite=overwrite) as tmp:
         target = os.path.join(tmp, meta["model_file"])
-        if precision == "float16":
-            from onnxruntime.transformers.float16 import convert_float_to_float16
-
-            onnx.save(convert_float_to_float16(onnx.load(source_file), keep_io_types=True), target)
-        else:
-            from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-            input_name = meta["input"]["name"]
-            dtype = np.uint8 if meta["input"]["dtype"] == "uint8" else np.float32
-
-            class _Crops(CalibrationDataReader):
-                def __init__(self):
-                    self._batches = iter([{input_name: calibration[i : i + 1].astype(dtype)}
-                                          for i in range(len(calibration))])
-
-                def get_next(self):
-                    return next(self._batches, None)
-
-            # Only the convolutions and matrix products: quantising the
-            # normalisation and the decoding arithmetic too (onnxruntime's
-            # default) cost coco_mini AP 0.55 -> 0.21 for TinyPose.
-            quantize_static(source_file, target, _Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=["Conv", "ConvTranspose", "MatMul", "Gemm"],
-                            calibrate_method=CalibrationMethod.Percentile)
-        meta["precision"] = precision
+        _quantize_onnx_file(source_file, target, precision, calibration, meta["input"]["dtype"])
+        _set_precision(meta, precision)
         with atomic_write(os.path.join(tmp, METADATA_FILE)) as f:
             json.dump(meta, f, indent=2)
     return os.path.join(os.path.abspath(path), meta["model_file"])
+
+
+def _set_precision(meta, precision):
+    meta["precision"] = precision
+    meta["quantization"] = _QUANTIZATION.get((meta["format"], precision))
+
+
+def _check_calibration(calibration, spec):
+    calibration = np.asarray(calibration)
+    expected = tuple(spec.shape[1:])
+    if calibration.ndim != 4 or len(calibration) == 0 or calibration.shape[1:] != expected:
+        raise ValueError(f"calibration: crops of shape (N, {', '.join(map(str, expected))}) expected "
+                         f"(keraspose.export.calibration_crops), got {calibration.shape}")
+    return calibration
+
+
+def _quantize_onnx_file(source_file, target, precision, calibration, input_dtype):
+    """Write ``target``: the ONNX file ``source_file`` in float16, or int8 calibrated on ``calibration``."""
+    import onnx
+
+    if precision == "float16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        onnx.save(convert_float_to_float16(onnx.load(source_file), keep_io_types=True), target)
+        return
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    dtype = np.uint8 if input_dtype == "uint8" else np.float32
+    input_name = onnx.load(source_file, load_external_data=False).graph.input[0].name
+
+    class _Crops(CalibrationDataReader):
+        def __init__(self):
+            self._batches = iter([{input_name: calibration[i : i + 1].astype(dtype)} for i in range(len(calibration))])
+
+        def get_next(self):
+            return next(self._batches, None)
+
+    # Only the convolutions and matrix products: quantising the
+    # normalisation and the decoding arithmetic too (onnxruntime's
+    # default) cost coco_mini AP 0.55 -> 0.21 for TinyPose.
+    quantize_static(source_file, target, _Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Conv", "ConvTranspose", "MatMul", "Gemm"],
+                    calibrate_method=CalibrationMethod.Percentile)

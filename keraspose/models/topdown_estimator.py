@@ -312,7 +312,7 @@ class TopdownEstimator(keras.Model, PresetMixin):
 
     # -- deployment ---------------------------------------------------------
     def export(self, path, format="onnx", include_preprocessing=True, include_decoding=True, flip_test=False,
-               batch_size=None, overwrite=False, verbose=False):
+               batch_size=None, overwrite=False, verbose=False, precision="float32", calibration=None):
         """Export for deployment: a directory with the model file and ``keraspose_export.json``.
 
         The exported graph takes uint8 RGB crops ``(B, H, W, 3)`` of the
@@ -333,6 +333,13 @@ class TopdownEstimator(keras.Model, PresetMixin):
                 outputs: heatmaps ``(B, h, w, K)`` or ``simcc_x``/``simcc_y``).
             flip_test: run the mirrored crops too and merge (the head's merge).
             batch_size: ``None`` for a dynamic batch, or a fixed one.
+            precision: ``"float32"``, or for ``litert`` and ``onnx``
+                ``"float16"`` (half the size) or ``"int8"`` (LiteRT: dynamic
+                range, int8 weights; ONNX: static, calibrated on
+                ``calibration``). The uint8 input, float32 outputs and dynamic
+                batch stay; the accuracy each costs is in README "Export".
+            calibration: ONNX int8 only: uint8 RGB crops ``(N, H, W, 3)``,
+                e.g. :func:`keraspose.export.calibration_crops` of a dataset.
 
         Returns:
             the path of the model file inside ``path``.
@@ -341,13 +348,15 @@ class TopdownEstimator(keras.Model, PresetMixin):
         >>> model = TopdownEstimator.from_preset("tinypose_coco_128x96")  # doctest: +SKIP
         >>> model.export("tinypose_onnx", format="onnx")  # doctest: +SKIP
         '.../tinypose_onnx/model.onnx'
+        >>> model.export("tinypose_int8", format="litert", precision="int8")  # TensorFlow  # doctest: +SKIP
+        '.../tinypose_int8/model.tflite'
         """
         from keraspose.export import export_estimator
 
         return export_estimator(
             self, path, format=format, include_preprocessing=include_preprocessing,
             include_decoding=include_decoding, flip_test=flip_test, batch_size=batch_size,
-            overwrite=overwrite, verbose=verbose,
+            overwrite=overwrite, verbose=verbose, precision=precision, calibration=calibration,
         )
 
     # -- presets ----------------------------------------------------------
