@@ -369,18 +369,9 @@ class ExportedDetector:
 
     def postprocess(self, boxes, scores, scale_factors=None):
         """The export's outputs ``boxes (B, N, 4)``, ``scores (B, N, C)`` -> one ``DetectionResult`` per image."""
-        from keraspose.ops.detection import postprocess_detections
-        from keraspose.results import DetectionResult
+        from keraspose.ops.detection import detection_results
 
-        results = []
-        for b in range(len(boxes)):
-            found = postprocess_detections(
-                boxes[b], scores[b], self.level_sizes, score_threshold=self.score_threshold, nms_pre=self.nms_pre,
-                iou_threshold=self.iou_threshold, max_per_image=self.max_per_image, min_bbox_size=self.min_bbox_size,
-                scale_factor=None if scale_factors is None else scale_factors[b],
-            )
-            results.append(DetectionResult(*found, class_names=self.class_names))
-        return results
+        return detection_results(boxes, scores, self, scale_factors)
 
     def predict(self, images, batch_size=8):
         """Detect objects: images (paths or RGB uint8 arrays) -> ``DetectionResult`` per image.

@@ -26,7 +26,7 @@ import numpy as np
 
 from keraspose.ops.boxes import nms
 
-__all__ = ["decode_priors", "level_sizes", "postprocess_detections", "prior_points", "sigmoid"]
+__all__ = ["decode_priors", "detection_results", "level_sizes", "postprocess_detections", "prior_points", "sigmoid"]
 
 
 def sigmoid(x):
@@ -130,3 +130,23 @@ def postprocess_detections(boxes, scores, sizes, score_threshold=0.05, nms_pre=1
         kept = kept[np.argsort(-scores[kept], kind="stable")][:max_per_image]
         boxes, scores, labels = boxes[kept], scores[kept], labels[kept]
     return boxes.reshape(-1, 4), scores, labels
+
+
+def detection_results(boxes, scores, detector, scale_factors=None):
+    """A batch of decoded priors -> one ``DetectionResult`` per image, with ``detector``'s settings.
+
+    ``detector``: anything with ``level_sizes``, ``score_threshold``,
+    ``nms_pre``, ``iou_threshold``, ``max_per_image``, ``min_bbox_size`` and
+    ``class_names`` (an ``RTMDetector`` or a ``keraspose.runtime.ExportedDetector``).
+    """
+    from keraspose.results import DetectionResult
+
+    results = []
+    for b in range(len(boxes)):
+        found = postprocess_detections(
+            boxes[b], scores[b], detector.level_sizes, score_threshold=detector.score_threshold,
+            nms_pre=detector.nms_pre, iou_threshold=detector.iou_threshold, max_per_image=detector.max_per_image,
+            min_bbox_size=detector.min_bbox_size, scale_factor=None if scale_factors is None else scale_factors[b],
+        )
+        results.append(DetectionResult(*found, class_names=detector.class_names))
+    return results

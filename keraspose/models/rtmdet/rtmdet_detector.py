@@ -41,7 +41,7 @@ from keraspose import backend
 from keraspose.models.cspnext import CSPNeXtBackbone
 from keraspose.models.rtmdet.cspnext_pafpn import CSPNeXtPAFPN
 from keraspose.models.rtmdet.rtmdet_head import RTMDetSepBNHead
-from keraspose.ops.detection import decode_priors, level_sizes, postprocess_detections
+from keraspose.ops.detection import decode_priors, detection_results, level_sizes
 from keraspose.presets import PresetMixin
 from keraspose.results import DetectionResult
 from keraspose.utils.images import letterbox, load_image
@@ -313,15 +313,7 @@ class RTMDetector(keras.Model, PresetMixin):
             scale_factors = np.asarray(scale_factors, np.float64).reshape(-1, 2)
             if len(scale_factors) != len(boxes):
                 raise ValueError(f"postprocess: {len(scale_factors)} scale factors for a batch of {len(boxes)}")
-        results = []
-        for b in range(len(boxes)):
-            found = postprocess_detections(
-                boxes[b], scores[b], self.level_sizes, score_threshold=self.score_threshold, nms_pre=self.nms_pre,
-                iou_threshold=self.iou_threshold, max_per_image=self.max_per_image, min_bbox_size=self.min_bbox_size,
-                scale_factor=None if scale_factors is None else scale_factors[b],
-            )
-            results.append(DetectionResult(*found, class_names=self.class_names))
-        return results
+        return detection_results(boxes, scores, self, scale_factors)
 
     # -- inference --------------------------------------------------------
     def predict_raw(self, inputs):
