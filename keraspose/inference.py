@@ -42,7 +42,7 @@ import numpy as np
 
 from keraspose.ops import nms
 from keraspose.utils.atomic import atomic_write
-from keraspose.utils.images import image_and_box_lists, load_image
+from keraspose.utils.images import image_and_box_lists, is_single_image, load_image
 
 # Keras is imported only for Keras models: the pipeline also runs exported
 # models (keraspose.runtime) on a machine without Keras.
@@ -97,10 +97,6 @@ def check_catalogue_task(model_class, handle):
         return
     entry = get_catalogue_entry(handle)
     check_preset_task(model_class, handle, catalogue_task(entry), entry.get("class"))
-
-
-def _is_single_image(images):
-    return isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3))
 
 
 def _inside_image(boxes, image_shape):
@@ -253,7 +249,7 @@ class PoseInferencer:
             single image), with ``bbox_scores`` (detection scores; 1 for
             given boxes). No person found: an empty result.
         """
-        single = _is_single_image(images)
+        single = is_single_image(images)
         image_list, box_list = image_and_box_lists(images, bboxes, single, none_means="None to detect")
         rgb = [load_image(image, "image" if single else f"images[{i}]") for i, image in enumerate(image_list)]
         to_detect = [i for i, boxes in enumerate(box_list) if boxes is None]

@@ -378,20 +378,13 @@ class ExportedDetector:
 
         Arguments and results as :meth:`keraspose.RTMDetector.predict`.
         """
-        from keraspose.utils.images import load_image
+        from keraspose.utils.images import is_single_image, load_images
 
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3))
-        if single:
-            image_list = [images]
-        elif isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4):
-            image_list = list(images)
-        else:
-            raise ValueError(
-                f"images: expected a path, an RGB uint8 (H, W, 3) array or a list of them, got {type(images).__name__}"
-            )
-        rgb = [load_image(image, "image" if single else f"images[{i}]") for i, image in enumerate(image_list)]
+        rgb = load_images(images)  # every image checked before any is run
+        single = is_single_image(images)
+        image_list = [images] if single else list(images)
         results = []
         for start in range(0, len(rgb), int(batch_size)):
             batch, factors = self.preprocess(rgb[start : start + int(batch_size)])

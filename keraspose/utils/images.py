@@ -15,7 +15,7 @@ import os
 import cv2
 import numpy as np
 
-__all__ = ["check_bboxes", "image_and_box_lists", "letterbox", "load_image"]
+__all__ = ["check_bboxes", "image_and_box_lists", "is_single_image", "letterbox", "load_image", "load_images"]
 
 
 def load_image(image, name="image"):
@@ -121,3 +121,22 @@ def letterbox(image, input_size, pad_value):
     padded = np.full((in_h, in_w, 3), pad_value, np.uint8)
     padded[:new_h, :new_w] = resized
     return padded, (new_w / w, new_h / h)
+
+
+def is_single_image(images):
+    """Whether ``images`` is one image (a path or an ``(H, W[, 3])`` array) rather than a list/batch of them."""
+    return isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3))
+
+
+def load_images(images):
+    """RGB uint8 arrays from one image or a list (errors name ``image`` or ``images[i]``)."""
+    if is_single_image(images):
+        return [load_image(images, "image")]
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return [load_image(image, f"images[{i}]") for i, image in enumerate(images)]
+    if not isinstance(images, (list, tuple)):
+        raise ValueError(
+            f"images: expected a path, an RGB uint8 (H, W, 3) array or a list of them, got {type(images).__name__}"
+            + (f" of dtype {images.dtype} and shape {images.shape}" if isinstance(images, np.ndarray) else "")
+        )
+    return [load_image(image, f"images[{i}]") for i, image in enumerate(images)]

@@ -44,7 +44,7 @@ from keraspose.models.rtmdet.rtmdet_head import RTMDetSepBNHead
 from keraspose.ops.detection import decode_priors, detection_results, level_sizes
 from keraspose.presets import PresetMixin
 from keraspose.results import DetectionResult
-from keraspose.utils.images import letterbox, load_image
+from keraspose.utils.images import is_single_image, letterbox, load_images
 
 COCO_CLASSES = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -269,7 +269,7 @@ class RTMDetector(keras.Model, PresetMixin):
 
         The scale factors are ``(w_scale, h_scale)`` = resized / original size, as MMDetection's.
         """
-        return self._preprocess_loaded(_load_images(images))
+        return self._preprocess_loaded(load_images(images))
 
     def _preprocess_loaded(self, rgb_images):
         w, h = self.input_size
@@ -331,9 +331,9 @@ class RTMDetector(keras.Model, PresetMixin):
         """
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        single = _is_single_image(images)
+        single = is_single_image(images)
         image_list = [images] if single else list(images)
-        rgb_images = _load_images(images)  # every image checked before any is run
+        rgb_images = load_images(images)  # every image checked before any is run
         results = []
         for start in range(0, len(rgb_images), int(batch_size)):
             x, factors = self._preprocess_loaded(rgb_images[start : start + int(batch_size)])
@@ -412,22 +412,3 @@ class RTMDetector(keras.Model, PresetMixin):
                 config[key] = keras.saving.deserialize_keras_object(sub)
         return cls(**config)
 
-
-def _is_single_image(images):
-    return isinstance(images, (str, os.PathLike)) or (
-        isinstance(images, np.ndarray) and images.ndim in (2, 3)
-    )
-
-
-def _load_images(images):
-    """RGB uint8 arrays from one image or a list (errors name ``image`` or ``images[i]``)."""
-    if _is_single_image(images):
-        return [load_image(images, "image")]
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        return [load_image(image, f"images[{i}]") for i, image in enumerate(images)]
-    if not isinstance(images, (list, tuple)):
-        raise ValueError(
-            f"images: expected a path, an RGB uint8 (H, W, 3) array or a list of them, got {type(images).__name__}"
-            + (f" of dtype {images.dtype} and shape {images.shape}" if isinstance(images, np.ndarray) else "")
-        )
-    return [load_image(image, f"images[{i}]") for i, image in enumerate(images)]
